@@ -1,0 +1,12 @@
+"""ASGI entry point: `daphne hotapp.asgi:application`."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hotapp.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402  (after Django is set up)
+
+application = ProtocolTypeRouter({"http": django_asgi_app})

@@ -1,0 +1,12 @@
+"""Entry point for `celery -A hotapp worker`: set Django up, then hand over the runtime's app."""
+
+import os
+
+import django
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hotapp.settings")
+django.setup()
+
+from runtime.celery_app import app  # noqa: E402  (needs Django set up first)
+
+__all__ = ["app"]

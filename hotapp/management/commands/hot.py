@@ -1,0 +1,110 @@
+"""`python manage.py hot …`: Hot's command line.
+
+    hot dev                      everything in one process on the embedded default
+    hot worker [celery args]     a Celery worker (production)
+    hot scheduler                the sweeper loop (production; run one)
+    hot send TYPE [JSON]         send an event
+    hot sweep                    one sweeper pass, printing what it did
+"""
+
+import json
+import signal
+import sys
+import threading
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from runtime import HotError, send, sweeper
+
+
+class Command(BaseCommand):
+    help = "Hot: run the dashboard, workers and sweeper, or send events."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+
+        dev = sub.add_parser("dev", help="dashboard, worker, sweeper and demo in one process")
+        dev.add_argument("--host", default="127.0.0.1")
+        dev.add_argument("--port", type=int, default=8000)
+        dev.add_argument("--concurrency", type=int, default=4)
+        dev.add_argument("--no-demo", action="store_true", help="skip the demo workflow")
+        dev.add_argument("--demo-orders", type=int, default=3)
+
+        worker = sub.add_parser("worker", help="a Celery worker")
+        worker.add_argument("celery_args", nargs="*", help="passed on to `celery worker`")
+
+        sub.add_parser("scheduler", help="the sweeper loop (run exactly one)")
+        sub.add_parser("sweep", help="one sweeper pass")
+
+        send_parser = sub.add_parser("send", help="send an event")
+        send_parser.add_argument("type")
+        send_parser.add_argument("data", nargs="?", default="{}", help="JSON payload")
+
+    def handle(self, *args, action, **options):
+        getattr(self, f"handle_{action}")(**options)
+
+    def handle_send(self, type, data, **_):
+        try:
+            payload = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"The payload is not valid JSON: {exc}") from None
+        try:
+            event_id = send(type, payload)
+        except HotError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(str(event_id))
+
+    def handle_sweep(self, **_):
+        self.stdout.write(json.dumps(sweeper.sweep()))
+
+    def handle_scheduler(self, **_):
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        self.stdout.write("hot scheduler: sweeping every "
+                          f"{settings.HOT['SWEEP_INTERVAL_SECONDS']}s (Ctrl-C to stop)")
+        try:
+            sweeper.run_forever(stop)
+        except KeyboardInterrupt:
+            pass
+
+    def handle_worker(self, celery_args, **_):
+        from runtime.celery_app import app
+
+        app.worker_main(["worker", "--loglevel=INFO", *celery_args])
+
+    def handle_dev(self, host, port, concurrency, no_demo, demo_orders, **_):
+        from daphne.endpoints import build_endpoint_description_strings
+        from daphne.server import Server
+        from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+
+        from hotapp.asgi import application
+        from runtime import embedded
+
+        call_command("migrate", interactive=False, verbosity=0)
+        if not no_demo:
+            from hotapp.demo import handlers as demo
+
+        # A short sweep interval: in one process a lost doorbell or due retry is found fast.
+        running = embedded.start(concurrency=concurrency, sweep_interval=1.0)
+        if not no_demo:
+            demo.send_demo_orders(demo_orders)
+
+        url = f"http://{host}:{port}/"
+        mode = "PostgreSQL" if settings.DATABASE_URL else f"SQLite ({settings.DATABASES['default']['NAME']})"
+        self.stdout.write(self.style.SUCCESS(f"Hot App is running at {url}"))
+        self.stdout.write(f"  database: {mode}; broker: {settings.CELERY_BROKER_URL}")
+        self.stdout.write(f"  worker: in-process, {concurrency} threads; sweeper: in-process")
+        if not no_demo:
+            self.stdout.write(f"  demo: sent {demo_orders} orders through the 3-step order workflow")
+        sys.stdout.flush()
+        try:
+            Server(
+                ASGIStaticFilesHandler(application),
+                endpoints=build_endpoint_description_strings(host=host, port=port),
+                signal_handlers=True,
+                verbosity=0,
+            ).run()
+        finally:
+            running.stop()

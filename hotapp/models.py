@@ -1,0 +1,160 @@
+"""Hot's data model: events, runs and what they carry.
+
+The database is the source of truth. Every state change of a run is a conditional UPDATE made by
+the runtime (runtime/); this module only describes the rows and the queries over them.
+"""
+
+from django.db import models
+from django.db.models import Q
+
+from hotapp.ids import uuid7
+
+
+class Trigger(models.TextChoices):
+    EVENT = "event"  #: an event this run's handler subscribes to
+    SCHEDULE = "schedule"  #: a schedule tick
+    MANUAL = "manual"  #: started by a person (rerun) or a script
+    TASK = "task"  #: an attempt of a long-running task
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued"  #: waiting for a worker to claim it
+    RUNNING = "running"  #: claimed by a worker, which holds its lease
+    SUCCEEDED = "succeeded"  #: the handler returned; its result and sent events are committed
+    FAILED = "failed"  #: the handler raised and no retry is left (or the retry was made)
+    CANCELLED = "cancelled"  #: stopped by a person before it finished
+    PENDING_RETRY = "pending_retry"  #: failed; a new attempt is due at next_retry_at
+
+
+TERMINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+ACTIVE_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PENDING_RETRY})
+
+
+class Event(models.Model):
+    """A message of some type, persisted before send() returns."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    type = models.CharField(max_length=200)
+    data = models.JSONField(default=dict)
+    # The run whose success committed this event; null when sent from outside any run.
+    source_run = models.ForeignKey(
+        "Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="sent_events"
+    )
+    # One workflow instance: a new stream per event sent from outside a run, inherited inside.
+    stream_id = models.UUIDField()
+    created_at = models.DateTimeField()
+    # Whether any handler subscribed to this type when it was sent (False: stored, unhandled).
+    is_handled = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [
+            # Newest-first event list, paginated by (created_at, id).
+            models.Index(fields=["-created_at", "-id"], name="event_created_idx"),
+            # Everything of one workflow: the lineage graph reads events and runs by stream.
+            models.Index(fields=["stream_id"], name="event_stream_idx"),
+            # Events list filtered by type.
+            models.Index(fields=["type", "-created_at"], name="event_type_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.id}"
+
+
+class Run(models.Model):
+    """One call of a handler: its input, outcome, timing and lineage."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    # The handler's registered name (module.qualname).
+    function = models.CharField(max_length=300)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    event = models.ForeignKey(
+        Event, null=True, blank=True, on_delete=models.CASCADE, related_name="runs"
+    )
+    # Copied from the event so lists filter and label by type without a join.
+    event_type = models.CharField(max_length=200, blank=True, default="")
+    stream_id = models.UUIDField()
+    input = models.JSONField(default=dict)
+
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    # 1 for the first attempt; a retry is origin's attempt count plus one.
+    attempt = models.PositiveSmallIntegerField(default=1)
+    # The first attempt of this run's retry chain; null on a first attempt.
+    origin_run = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="retries"
+    )
+    # The run this one repeats by a manual rerun (fresh stream, no retry link).
+    rerun_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
+    )
+    # The retry policy in force when the run was created (runtime.retry.Retry.as_dict()).
+    retry_policy = models.JSONField(default=dict)
+
+    result = models.JSONField(null=True, blank=True)
+    error_type = models.CharField(max_length=300, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    error_traceback = models.TextField(blank=True, default="")
+
+    created_at = models.DateTimeField()
+    # When the run last became queued and its doorbell was rung; the sweeper re-rings old ones.
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
+
+    # Crash recovery: the claiming worker's token and the time its claim lapses unless renewed.
+    claimed_by = models.CharField(max_length=200, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # How many times this run was re-queued because its worker died.
+    recovery_count = models.PositiveSmallIntegerField(default=0)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # One row per attempt of a chain: a double-clicked Retry, or a promotion racing the
+            # sweeper, cannot create two "attempt 3"s.
+            models.UniqueConstraint(
+                fields=["origin_run", "attempt"],
+                condition=Q(origin_run__isnull=False),
+                name="run_one_row_per_attempt",
+            ),
+        ]
+        indexes = [
+            # Newest-first run list, paginated by (created_at, id).
+            models.Index(fields=["-created_at", "-id"], name="run_created_idx"),
+            # The whole workflow of one stream (lineage graph, workflow view).
+            models.Index(fields=["stream_id"], name="run_stream_idx"),
+            # Sweeper: queued runs whose doorbell may be lost, oldest first.
+            models.Index(
+                fields=["queued_at"], condition=Q(status="queued"), name="run_queued_idx"
+            ),
+            # Sweeper and retry promotion: pending retries that are due.
+            models.Index(
+                fields=["next_retry_at"],
+                condition=Q(status="pending_retry"),
+                name="run_retry_due_idx",
+            ),
+            # Sweeper: running runs whose lease lapsed (worker died) or whose cancel is overdue.
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=Q(status="running"),
+                name="run_lease_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.function} {self.id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def retry_number(self) -> int:
+        """0 for a first attempt, n for the n-th retry (the ↻n badge)."""
+        return self.attempt - 1
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds() * 1000

@@ -1,0 +1,43 @@
+"""Hot's runtime: the public API.
+
+    from runtime import on_event, send, Retry
+
+    @on_event("order:created", retry=Retry(3, delay=2, backoff="exponential"))
+    def charge(event):
+        ...
+        send("order:paid", {"order_id": event.data["order_id"]})
+"""
+
+from runtime.actions import cancel_run, rerun, retry_run
+from runtime.context import Event, check_cancelled, current_run
+from runtime.events import send
+from runtime.exceptions import (
+    Cancelled,
+    HandlerNotFound,
+    HotError,
+    InvalidEventType,
+    InvalidTransition,
+    PayloadError,
+    RunNotFound,
+)
+from runtime.registry import on_event
+from runtime.retry import Retry
+
+__all__ = [
+    "Cancelled",
+    "Event",
+    "HandlerNotFound",
+    "HotError",
+    "InvalidEventType",
+    "InvalidTransition",
+    "PayloadError",
+    "Retry",
+    "RunNotFound",
+    "cancel_run",
+    "check_cancelled",
+    "current_run",
+    "on_event",
+    "rerun",
+    "retry_run",
+    "send",
+]

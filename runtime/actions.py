@@ -1,0 +1,68 @@
+"""What a person can do to a run from the dashboard, the API or the shell."""
+
+import uuid
+
+from django.db import transaction
+from django.utils import timezone
+
+from hotapp.ids import uuid7
+from hotapp.models import TERMINAL_STATUSES, Run, RunStatus, Trigger
+from runtime import dispatch, registry, retries
+from runtime.exceptions import InvalidTransition, RunNotFound
+
+
+def _get(run_id: str | uuid.UUID) -> Run:
+    try:
+        return Run.objects.get(id=run_id)
+    except (Run.DoesNotExist, ValueError, TypeError):
+        raise RunNotFound(f"No run has id {run_id}") from None
+
+
+def retry_run(run_id: str | uuid.UUID) -> Run:
+    """Retry a failed run: a new attempt with the same input, linked by origin_run_id."""
+    run = _get(run_id)
+    if run.status != RunStatus.FAILED:
+        raise InvalidTransition(f"Only failed runs can be retried; this one is {run.status}")
+    return retries.next_attempt(run)
+
+
+def rerun(run_id: str | uuid.UUID) -> Run:
+    """Run a finished run's handler again with the same input, as a fresh run in a new stream."""
+    run = _get(run_id)
+    if run.status not in TERMINAL_STATUSES:
+        raise InvalidTransition(f"Only finished runs can be rerun; this one is {run.status}")
+    handler = registry.handler_named(run.function)
+    now = timezone.now()
+    with transaction.atomic():
+        fresh = Run.objects.create(
+            function=run.function, trigger=Trigger.MANUAL, event_id=run.event_id,
+            event_type=run.event_type, stream_id=uuid7(), input=run.input,
+            retry_policy=handler.retry.as_dict() if handler else run.retry_policy,
+            rerun_of_id=run.id, created_at=now, queued_at=now,
+        )
+        dispatch.enqueue_on_commit([fresh.id])
+    return fresh
+
+
+def cancel_run(run_id: str | uuid.UUID) -> str:
+    """Cancel a run; returns its status afterwards.
+
+    Queued and pending-retry runs are cancelled at once. A running run is asked to stop: its
+    handler sees the request at its next `send()` or `check_cancelled()`, and the sweeper marks it
+    cancelled anyway once HOT_CANCEL_GRACE_SECONDS have passed.
+    """
+    now = timezone.now()
+    # Conditional UPDATEs: a worker claiming the run at the same moment either wins (the run is
+    # running, and gets a cancel request below) or loses (its claim finds it cancelled).
+    if Run.objects.filter(
+        id=run_id, status__in=[RunStatus.QUEUED, RunStatus.PENDING_RETRY]
+    ).update(status=RunStatus.CANCELLED, finished_at=now):
+        return RunStatus.CANCELLED
+    if Run.objects.filter(
+        id=run_id, status=RunStatus.RUNNING, cancel_requested_at__isnull=True
+    ).update(cancel_requested_at=now):
+        return RunStatus.RUNNING
+    run = _get(run_id)
+    if run.status == RunStatus.RUNNING:
+        return run.status  # a cancel was already requested
+    raise InvalidTransition(f"This run is {run.status}; only unfinished runs can be cancelled")

@@ -1,0 +1,48 @@
+"""Ringing the workers' doorbell: a Celery message carrying a run id, never a payload."""
+
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+from django.db import transaction
+
+logger = logging.getLogger("hot.dispatch")
+
+
+def enqueue_on_commit(run_ids: Sequence[uuid.UUID]) -> None:
+    """Enqueue runs once the current transaction commits (at once in autocommit)."""
+    if run_ids:
+        ids = list(run_ids)
+        transaction.on_commit(lambda: enqueue(ids))
+
+
+def enqueue(run_ids: Sequence[uuid.UUID]) -> None:
+    """Publish one message per run. A broker failure is logged, not raised: the run is already
+    committed as queued and the sweeper re-enqueues it."""
+    from runtime.tasks import execute_run
+
+    for run_id in run_ids:
+        try:
+            execute_run.apply_async((str(run_id),))
+        except Exception:
+            logger.warning(
+                "could not enqueue run; the sweeper will retry",
+                extra={"action": "enqueue_failed", "run_id": str(run_id)}, exc_info=True,
+            )
+
+
+def schedule_retry_promotion(run_id: uuid.UUID, delay: timedelta) -> None:
+    """Ask a worker to promote a pending retry when it is due; the sweeper is the fallback."""
+    from runtime.tasks import promote_retry
+
+    def publish() -> None:
+        try:
+            promote_retry.apply_async((str(run_id),), countdown=delay.total_seconds())
+        except Exception:
+            logger.warning(
+                "could not schedule retry promotion; the sweeper will promote it",
+                extra={"action": "schedule_retry_failed", "run_id": str(run_id)}, exc_info=True,
+            )
+
+    transaction.on_commit(publish)

@@ -1,0 +1,75 @@
+"""send(): persist an event and one queued run per subscribed handler."""
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from hotapp.models import Event, Run, RunStatus, Trigger
+from hotapp.ids import uuid7
+from runtime import dispatch
+from runtime.context import PendingEvent, current_run
+from runtime.payloads import check_json, validate_event_type
+from runtime.registry import handlers_for
+
+
+def send(event_type: str, data: Any = None) -> uuid.UUID:
+    """Send an event; returns its id.
+
+    Outside a run the event and its runs are committed before this returns, or, inside the
+    caller's `transaction.atomic()`, together with the caller's transaction. Inside a handler the
+    event is held until the run succeeds and committed with its result: a failed attempt sends
+    nothing. Raises `InvalidEventType` or `PayloadError` with nothing written.
+    """
+    validate_event_type(event_type)
+    if data is None:
+        data = {}
+    check_json(data, f"Payload of {event_type!r}")
+    pending = PendingEvent(uuid7(), event_type, data)
+    ctx = current_run()
+    if ctx is not None:
+        ctx.check_cancelled()
+        ctx.outbox.append(pending)
+        return pending.id
+    with transaction.atomic():
+        persist_events([pending], source_run_id=None, stream_id=None)
+    return pending.id
+
+
+def persist_events(
+    pending: Iterable[PendingEvent],
+    source_run_id: uuid.UUID | None,
+    stream_id: uuid.UUID | None,
+) -> list[uuid.UUID]:
+    """Insert events and their runs; ring the workers' doorbell once the transaction commits.
+
+    Must be called inside `transaction.atomic()`. With no `stream_id` each event starts a new
+    stream, identified by the event's own id.
+    """
+    now = timezone.now()
+    events: list[Event] = []
+    runs: list[Run] = []
+    for item in pending:
+        handlers = handlers_for(item.type)
+        stream = stream_id or item.id
+        events.append(Event(
+            id=item.id, type=item.type, data=item.data, source_run_id=source_run_id,
+            stream_id=stream, created_at=now, is_handled=bool(handlers),
+        ))
+        runs.extend(
+            Run(
+                function=handler.name, trigger=Trigger.EVENT, event_id=item.id,
+                event_type=item.type, stream_id=stream, input=item.data,
+                status=RunStatus.QUEUED, retry_policy=handler.retry.as_dict(),
+                created_at=now, queued_at=now,
+            )
+            for handler in handlers
+        )
+    Event.objects.bulk_create(events)
+    if runs:
+        Run.objects.bulk_create(runs)
+    run_ids = [run.id for run in runs]
+    dispatch.enqueue_on_commit(run_ids)
+    return run_ids

@@ -1,0 +1,36 @@
+"""Hot's exceptions: one hierarchy, each docstring its default message."""
+
+
+class HotError(Exception):
+    """Hot could not do what was asked."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class InvalidEventType(HotError, ValueError):
+    """The event type is empty or malformed."""
+
+
+class PayloadError(HotError, ValueError):
+    """The payload is not JSON or is too large."""
+
+
+class HandlerNotFound(HotError, LookupError):
+    """No handler is registered under this name in this process."""
+
+
+class RunNotFound(HotError, LookupError):
+    """No run has this id."""
+
+
+class InvalidTransition(HotError):
+    """The run is not in a state that allows this action."""
+
+
+class Cancelled(BaseException):
+    """The run was cancelled.
+
+    A BaseException, like KeyboardInterrupt, so that a handler's broad `except Exception`
+    does not swallow the cancellation.
+    """

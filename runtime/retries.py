@@ -1,0 +1,55 @@
+"""Turning a failed attempt into the next one: a new Run row, same input, linked to its origin."""
+
+import uuid
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from hotapp.models import Run, RunStatus
+from runtime import dispatch
+from runtime.exceptions import InvalidTransition
+
+# A promotion message may arrive a hair before next_retry_at by the clock of another machine.
+EARLY_TOLERANCE = timedelta(milliseconds=200)
+
+
+def promote(run_id: str | uuid.UUID, now: datetime | None = None) -> Run | None:
+    """Replace a due pending retry by its next attempt; None if it is not (or no longer) due.
+
+    The conditional UPDATE is the guard: of the promotion message and the sweeper, only the one
+    that moves the row from pending_retry to failed creates the next attempt.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        promoted = Run.objects.filter(
+            id=run_id, status=RunStatus.PENDING_RETRY, next_retry_at__lte=now + EARLY_TOLERANCE
+        ).update(status=RunStatus.FAILED)
+        if not promoted:
+            return None
+        return _insert_next_attempt(Run.objects.get(id=run_id), now)
+
+
+def next_attempt(failed_run: Run) -> Run:
+    """A manual retry of a failed run: the next attempt of its chain, same input."""
+    try:
+        with transaction.atomic():
+            return _insert_next_attempt(failed_run, timezone.now())
+    except IntegrityError:
+        # The (origin_run, attempt) unique constraint: someone retried this attempt already.
+        raise InvalidTransition(
+            f"Attempt {failed_run.attempt} was already retried; retry the latest attempt"
+        ) from None
+
+
+def _insert_next_attempt(previous: Run, now: datetime) -> Run:
+    attempt = Run(
+        function=previous.function, trigger=previous.trigger, event_id=previous.event_id,
+        event_type=previous.event_type, stream_id=previous.stream_id, input=previous.input,
+        status=RunStatus.QUEUED, attempt=previous.attempt + 1,
+        origin_run_id=previous.origin_run_id or previous.id,
+        retry_policy=previous.retry_policy, created_at=now, queued_at=now,
+    )
+    attempt.save(force_insert=True)
+    dispatch.enqueue_on_commit([attempt.id])
+    return attempt

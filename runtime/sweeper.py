@@ -1,0 +1,112 @@
+"""The sweeper: the periodic pass that makes the broker only a doorbell.
+
+It re-enqueues queued runs whose message may be lost, promotes due retries whose promotion
+message was lost, re-queues runs whose worker died (lease lapsed), and ends runs that ignored a
+cancel request past the grace period. Every step is a conditional UPDATE, so several sweepers, or
+a sweeper racing a worker, cannot do a thing twice.
+"""
+
+import logging
+import threading
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.db.models import F
+from django.utils import timezone
+
+from hotapp.models import Run, RunStatus
+from runtime import dispatch, retries
+from runtime.executor import describe_error
+from runtime.exceptions import HotError
+
+logger = logging.getLogger("hot.sweeper")
+BATCH = 500
+
+
+class WorkerLost(HotError):
+    """The worker running this run died (its lease lapsed) too many times."""
+
+
+def sweep(now: datetime | None = None) -> dict[str, int]:
+    """One pass; returns how many runs each step touched."""
+    now = now or timezone.now()
+    return {
+        "requeued": requeue_stale(now),
+        "promoted": promote_due_retries(now),
+        "recovered": recover_expired_leases(now),
+        "force_cancelled": force_overdue_cancels(now),
+    }
+
+
+def requeue_stale(now: datetime) -> int:
+    cutoff = now - timedelta(seconds=settings.HOT["REQUEUE_AFTER_SECONDS"])
+    ids = list(
+        Run.objects.filter(status=RunStatus.QUEUED, queued_at__lte=cutoff)
+        .order_by("queued_at").values_list("id", flat=True)[:BATCH]
+    )
+    if not ids:
+        return 0
+    Run.objects.filter(id__in=ids, status=RunStatus.QUEUED).update(queued_at=now)
+    dispatch.enqueue(ids)
+    logger.info("re-enqueued %d queued runs", len(ids), extra={"action": "requeue"})
+    return len(ids)
+
+
+def promote_due_retries(now: datetime) -> int:
+    ids = list(
+        Run.objects.filter(status=RunStatus.PENDING_RETRY, next_retry_at__lte=now)
+        .order_by("next_retry_at").values_list("id", flat=True)[:BATCH]
+    )
+    return sum(1 for run_id in ids if retries.promote(run_id, now) is not None)
+
+
+def recover_expired_leases(now: datetime) -> int:
+    lapsed = list(
+        Run.objects.filter(status=RunStatus.RUNNING, lease_expires_at__lt=now)
+        .values_list("id", "claimed_by", "recovery_count")[:BATCH]
+    )
+    recovered: list = []
+    failed = 0
+    for run_id, token, recoveries in lapsed:
+        # Matching on the claim token: if the worker finished meanwhile, nothing happens.
+        still_lost = Run.objects.filter(id=run_id, status=RunStatus.RUNNING, claimed_by=token)
+        if recoveries < settings.HOT["MAX_RECOVERIES"]:
+            if still_lost.update(
+                status=RunStatus.QUEUED, claimed_by="", started_at=None, lease_expires_at=None,
+                queued_at=now, recovery_count=F("recovery_count") + 1,
+            ):
+                recovered.append(run_id)
+        else:
+            error = describe_error(WorkerLost(
+                f"The worker running this run died {recoveries + 1} times "
+                f"(HOT_MAX_RECOVERIES={settings.HOT['MAX_RECOVERIES']}); last claim {token}"
+            ))
+            failed += still_lost.update(
+                status=RunStatus.FAILED, finished_at=now, lease_expires_at=None, **error
+            )
+    if recovered:
+        logger.warning("re-queued %d runs whose worker died", len(recovered),
+                       extra={"action": "recover"})
+        dispatch.enqueue(recovered)
+    return len(recovered) + failed
+
+
+def force_overdue_cancels(now: datetime) -> int:
+    cutoff = now - timedelta(seconds=settings.HOT["CANCEL_GRACE_SECONDS"])
+    return Run.objects.filter(
+        status=RunStatus.RUNNING, cancel_requested_at__lte=cutoff
+    ).update(status=RunStatus.CANCELLED, finished_at=now, lease_expires_at=None)
+
+
+def run_forever(stop: threading.Event, interval: float | None = None) -> None:
+    """Sweep every `interval` seconds until `stop` is set (the `hot scheduler` loop)."""
+    interval = interval or settings.HOT["SWEEP_INTERVAL_SECONDS"]
+    while not stop.is_set():
+        try:
+            sweep()
+        except Exception:
+            logger.exception("sweep failed; trying again in %.1fs", interval)
+        finally:
+            close_old_connections()
+        stop.wait(interval)
