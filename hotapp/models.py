@@ -124,9 +124,7 @@ class Run(models.Model):
             # The whole workflow of one stream (lineage graph, workflow view).
             models.Index(fields=["stream_id"], name="run_stream_idx"),
             # Sweeper: queued runs whose doorbell may be lost, oldest first.
-            models.Index(
-                fields=["queued_at"], condition=Q(status="queued"), name="run_queued_idx"
-            ),
+            models.Index(fields=["queued_at"], condition=Q(status="queued"), name="run_queued_idx"),
             # Sweeper and retry promotion: pending retries that are due.
             models.Index(
                 fields=["next_retry_at"],

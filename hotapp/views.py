@@ -17,11 +17,15 @@ def run_detail(request, run_id):
     origin_id = run.origin_run_id or run.id
     attempts = Run.objects.filter(id=origin_id) | Run.objects.filter(origin_run_id=origin_id)
     sent = Event.objects.filter(source_run=run).prefetch_related("runs").order_by("created_at")
-    return render(request, "hotapp/run_detail.html", {
-        "run": run,
-        "attempts": attempts.order_by("attempt"),
-        "sent_events": sent,
-    })
+    return render(
+        request,
+        "hotapp/run_detail.html",
+        {
+            "run": run,
+            "attempts": attempts.order_by("attempt"),
+            "sent_events": sent,
+        },
+    )
 
 
 def event_list(request):

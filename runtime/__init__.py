@@ -1,11 +1,11 @@
 """Hot's runtime: the public API.
 
-    from runtime import on_event, send, Retry
+from runtime import on_event, send, Retry
 
-    @on_event("order:created", retry=Retry(3, delay=2, backoff="exponential"))
-    def charge(event):
-        ...
-        send("order:paid", {"order_id": event.data["order_id"]})
+@on_event("order:created", retry=Retry(3, delay=2, backoff="exponential"))
+def charge(event):
+    ...
+    send("order:paid", {"order_id": event.data["order_id"]})
 """
 
 from runtime.actions import cancel_run, rerun, retry_run

@@ -35,10 +35,16 @@ def rerun(run_id: str | uuid.UUID) -> Run:
     now = timezone.now()
     with transaction.atomic():
         fresh = Run.objects.create(
-            function=run.function, trigger=Trigger.MANUAL, event_id=run.event_id,
-            event_type=run.event_type, stream_id=uuid7(), input=run.input,
+            function=run.function,
+            trigger=Trigger.MANUAL,
+            event_id=run.event_id,
+            event_type=run.event_type,
+            stream_id=uuid7(),
+            input=run.input,
             retry_policy=handler.retry.as_dict() if handler else run.retry_policy,
-            rerun_of_id=run.id, created_at=now, queued_at=now,
+            rerun_of_id=run.id,
+            created_at=now,
+            queued_at=now,
         )
         dispatch.enqueue_on_commit([fresh.id])
     return fresh
@@ -54,9 +60,9 @@ def cancel_run(run_id: str | uuid.UUID) -> str:
     now = timezone.now()
     # Conditional UPDATEs: a worker claiming the run at the same moment either wins (the run is
     # running, and gets a cancel request below) or loses (its claim finds it cancelled).
-    if Run.objects.filter(
-        id=run_id, status__in=[RunStatus.QUEUED, RunStatus.PENDING_RETRY]
-    ).update(status=RunStatus.CANCELLED, finished_at=now):
+    if Run.objects.filter(id=run_id, status__in=[RunStatus.QUEUED, RunStatus.PENDING_RETRY]).update(
+        status=RunStatus.CANCELLED, finished_at=now
+    ):
         return RunStatus.CANCELLED
     if Run.objects.filter(
         id=run_id, status=RunStatus.RUNNING, cancel_requested_at__isnull=True

@@ -28,7 +28,8 @@ def enqueue(run_ids: Sequence[uuid.UUID]) -> None:
         except Exception:
             logger.warning(
                 "could not enqueue run; the sweeper will retry",
-                extra={"action": "enqueue_failed", "run_id": str(run_id)}, exc_info=True,
+                extra={"action": "enqueue_failed", "run_id": str(run_id)},
+                exc_info=True,
             )
 
 
@@ -42,7 +43,8 @@ def schedule_retry_promotion(run_id: uuid.UUID, delay: timedelta) -> None:
         except Exception:
             logger.warning(
                 "could not schedule retry promotion; the sweeper will promote it",
-                extra={"action": "schedule_retry_failed", "run_id": str(run_id)}, exc_info=True,
+                extra={"action": "schedule_retry_failed", "run_id": str(run_id)},
+                exc_info=True,
             )
 
     transaction.on_commit(publish)

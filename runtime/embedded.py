@@ -42,9 +42,14 @@ def start(concurrency: int = 4, sweep_interval: float | None = None) -> Embedded
     """Start a thread-pool Celery worker and a sweeper in this process; wait until consuming."""
     app.finalize()
     worker = _ThreadWorker(
-        app=app, pool="threads", concurrency=concurrency,
-        hostname=f"embedded-{os.getpid()}@localhost", loglevel="WARNING",
-        without_heartbeat=True, without_mingle=True, without_gossip=True,
+        app=app,
+        pool="threads",
+        concurrency=concurrency,
+        hostname=f"embedded-{os.getpid()}@localhost",
+        loglevel="WARNING",
+        without_heartbeat=True,
+        without_mingle=True,
+        without_gossip=True,
     )
     worker_thread = threading.Thread(target=worker.start, name="hot-worker", daemon=True)
     worker_thread.start()

@@ -7,8 +7,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from hotapp.models import Event, Run, RunStatus, Trigger
 from hotapp.ids import uuid7
+from hotapp.models import Event, Run, RunStatus, Trigger
 from runtime import dispatch
 from runtime.context import PendingEvent, current_run
 from runtime.payloads import check_json, validate_event_type
@@ -54,16 +54,29 @@ def persist_events(
     for item in pending:
         handlers = handlers_for(item.type)
         stream = stream_id or item.id
-        events.append(Event(
-            id=item.id, type=item.type, data=item.data, source_run_id=source_run_id,
-            stream_id=stream, created_at=now, is_handled=bool(handlers),
-        ))
+        events.append(
+            Event(
+                id=item.id,
+                type=item.type,
+                data=item.data,
+                source_run_id=source_run_id,
+                stream_id=stream,
+                created_at=now,
+                is_handled=bool(handlers),
+            )
+        )
         runs.extend(
             Run(
-                function=handler.name, trigger=Trigger.EVENT, event_id=item.id,
-                event_type=item.type, stream_id=stream, input=item.data,
-                status=RunStatus.QUEUED, retry_policy=handler.retry.as_dict(),
-                created_at=now, queued_at=now,
+                function=handler.name,
+                trigger=Trigger.EVENT,
+                event_id=item.id,
+                event_type=item.type,
+                stream_id=stream,
+                input=item.data,
+                status=RunStatus.QUEUED,
+                retry_policy=handler.retry.as_dict(),
+                created_at=now,
+                queued_at=now,
             )
             for handler in handlers
         )

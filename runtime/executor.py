@@ -47,9 +47,15 @@ def execute(run_id: str | uuid.UUID) -> None:
         return
     handler = registry.handler_named(run.function)
     if handler is None:
-        _finish_failed(run, token, HandlerNotFound(
-            f"No handler named {run.function!r} is registered in this worker; deploy it and "
-            "retry the run"), allow_retry=False)
+        _finish_failed(
+            run,
+            token,
+            HandlerNotFound(
+                f"No handler named {run.function!r} is registered in this worker; deploy it and "
+                "retry the run"
+            ),
+            allow_retry=False,
+        )
         return
 
     ctx = RunContext(run.id, run.function, run.attempt, run.stream_id, run.origin_run_id)
@@ -85,12 +91,12 @@ def claim(run_id: uuid.UUID, token: str) -> Run | None:
     )
     started = meta.get_field("started_at")
     params = [
-        RunStatus.RUNNING.value,
+        str(RunStatus.RUNNING),
         started.get_db_prep_value(now, connection),
         started.get_db_prep_value(lease, connection),
         token,
         meta.pk.get_db_prep_value(run_id, connection),
-        RunStatus.QUEUED.value,
+        str(RunStatus.QUEUED),
     ]
     rows = list(Run.objects.raw(sql, params))
     return rows[0] if rows else None
@@ -102,7 +108,9 @@ def _finish_succeeded(run: Run, token: str, result: Any, outbox: list[PendingEve
             updated = Run.objects.filter(
                 id=run.id, status=RunStatus.RUNNING, claimed_by=token
             ).update(
-                status=RunStatus.SUCCEEDED, result=result, finished_at=timezone.now(),
+                status=RunStatus.SUCCEEDED,
+                result=result,
+                finished_at=timezone.now(),
                 lease_expires_at=None,
             )
             # 0 rows: the run was cancelled or recovered while it ran; its sends are dropped.
@@ -127,7 +135,9 @@ def _finish_failed(run: Run, token: str, exc: BaseException, allow_retry: bool) 
             ).update(
                 status=RunStatus.PENDING_RETRY if retry_delay is not None else RunStatus.FAILED,
                 next_retry_at=now + retry_delay if retry_delay is not None else None,
-                finished_at=now, lease_expires_at=None, **error,
+                finished_at=now,
+                lease_expires_at=None,
+                **error,
             )
             if updated and retry_delay is not None:
                 dispatch.schedule_retry_promotion(run.id, retry_delay)
@@ -147,7 +157,9 @@ def _finish_cancelled(run: Run, token: str) -> None:
 def describe_error(exc: BaseException) -> dict[str, str]:
     """The error columns of a run for an exception, bounded in size."""
     cls = type(exc)
-    name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    name = cls.__qualname__
+    if cls.__module__ != "builtins":
+        name = f"{cls.__module__}.{name}"
     tb = "".join(traceback.format_exception(exc))
     return {
         "error_type": name[:300],

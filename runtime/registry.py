@@ -28,7 +28,10 @@ _by_event: dict[str, tuple[Handler, ...]] = {}
 
 
 def on_event(
-    event_type: str, *, retry: int | Retry | None = None, name: str | None = None,
+    event_type: str,
+    *,
+    retry: int | Retry | None = None,
+    name: str | None = None,
     trace: bool = True,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Run the decorated function for every event of `event_type`.

@@ -44,11 +44,18 @@ def next_attempt(failed_run: Run) -> Run:
 
 def _insert_next_attempt(previous: Run, now: datetime) -> Run:
     attempt = Run(
-        function=previous.function, trigger=previous.trigger, event_id=previous.event_id,
-        event_type=previous.event_type, stream_id=previous.stream_id, input=previous.input,
-        status=RunStatus.QUEUED, attempt=previous.attempt + 1,
+        function=previous.function,
+        trigger=previous.trigger,
+        event_id=previous.event_id,
+        event_type=previous.event_type,
+        stream_id=previous.stream_id,
+        input=previous.input,
+        status=RunStatus.QUEUED,
+        attempt=previous.attempt + 1,
         origin_run_id=previous.origin_run_id or previous.id,
-        retry_policy=previous.retry_policy, created_at=now, queued_at=now,
+        retry_policy=previous.retry_policy,
+        created_at=now,
+        queued_at=now,
     )
     attempt.save(force_insert=True)
     dispatch.enqueue_on_commit([attempt.id])

@@ -50,10 +50,12 @@ class Retry:
     def as_dict(self) -> dict:
         """The clamped policy, as stored on each run (delays in milliseconds)."""
         hot = settings.HOT
-        delay_ms = min(max(_as_ms(self.delay, "delay"), hot["RETRY_MIN_DELAY_MS"]),
-                       hot["RETRY_MAX_DELAY_MS"])
-        max_delay_ms = min(max(_as_ms(self.max_delay, "max_delay"), delay_ms),
-                           hot["RETRY_MAX_DELAY_MS"])
+        delay_ms = min(
+            max(_as_ms(self.delay, "delay"), hot["RETRY_MIN_DELAY_MS"]), hot["RETRY_MAX_DELAY_MS"]
+        )
+        max_delay_ms = min(
+            max(_as_ms(self.max_delay, "max_delay"), delay_ms), hot["RETRY_MAX_DELAY_MS"]
+        )
         return {
             "attempts": min(self.attempts, hot["RETRY_MAX_ATTEMPTS"]),
             "delay_ms": delay_ms,
@@ -93,4 +95,3 @@ def delay_ms_before(policy: dict, retry_number: int) -> int:
     if policy.get("jitter"):
         delay = delay * random.uniform(0.9, 1.1)
     return int(delay)
-

@@ -17,8 +17,8 @@ from django.utils import timezone
 
 from hotapp.models import Run, RunStatus
 from runtime import dispatch, retries
-from runtime.executor import describe_error
 from runtime.exceptions import HotError
+from runtime.executor import describe_error
 
 logger = logging.getLogger("hot.sweeper")
 BATCH = 500
@@ -43,7 +43,8 @@ def requeue_stale(now: datetime) -> int:
     cutoff = now - timedelta(seconds=settings.HOT["REQUEUE_AFTER_SECONDS"])
     ids = list(
         Run.objects.filter(status=RunStatus.QUEUED, queued_at__lte=cutoff)
-        .order_by("queued_at").values_list("id", flat=True)[:BATCH]
+        .order_by("queued_at")
+        .values_list("id", flat=True)[:BATCH]
     )
     if not ids:
         return 0
@@ -56,15 +57,17 @@ def requeue_stale(now: datetime) -> int:
 def promote_due_retries(now: datetime) -> int:
     ids = list(
         Run.objects.filter(status=RunStatus.PENDING_RETRY, next_retry_at__lte=now)
-        .order_by("next_retry_at").values_list("id", flat=True)[:BATCH]
+        .order_by("next_retry_at")
+        .values_list("id", flat=True)[:BATCH]
     )
     return sum(1 for run_id in ids if retries.promote(run_id, now) is not None)
 
 
 def recover_expired_leases(now: datetime) -> int:
     lapsed = list(
-        Run.objects.filter(status=RunStatus.RUNNING, lease_expires_at__lt=now)
-        .values_list("id", "claimed_by", "recovery_count")[:BATCH]
+        Run.objects.filter(status=RunStatus.RUNNING, lease_expires_at__lt=now).values_list(
+            "id", "claimed_by", "recovery_count"
+        )[:BATCH]
     )
     recovered: list = []
     failed = 0
@@ -73,30 +76,37 @@ def recover_expired_leases(now: datetime) -> int:
         still_lost = Run.objects.filter(id=run_id, status=RunStatus.RUNNING, claimed_by=token)
         if recoveries < settings.HOT["MAX_RECOVERIES"]:
             if still_lost.update(
-                status=RunStatus.QUEUED, claimed_by="", started_at=None, lease_expires_at=None,
-                queued_at=now, recovery_count=F("recovery_count") + 1,
+                status=RunStatus.QUEUED,
+                claimed_by="",
+                started_at=None,
+                lease_expires_at=None,
+                queued_at=now,
+                recovery_count=F("recovery_count") + 1,
             ):
                 recovered.append(run_id)
         else:
-            error = describe_error(WorkerLost(
-                f"The worker running this run died {recoveries + 1} times "
-                f"(HOT_MAX_RECOVERIES={settings.HOT['MAX_RECOVERIES']}); last claim {token}"
-            ))
+            error = describe_error(
+                WorkerLost(
+                    f"The worker running this run died {recoveries + 1} times "
+                    f"(HOT_MAX_RECOVERIES={settings.HOT['MAX_RECOVERIES']}); last claim {token}"
+                )
+            )
             failed += still_lost.update(
                 status=RunStatus.FAILED, finished_at=now, lease_expires_at=None, **error
             )
     if recovered:
-        logger.warning("re-queued %d runs whose worker died", len(recovered),
-                       extra={"action": "recover"})
+        logger.warning(
+            "re-queued %d runs whose worker died", len(recovered), extra={"action": "recover"}
+        )
         dispatch.enqueue(recovered)
     return len(recovered) + failed
 
 
 def force_overdue_cancels(now: datetime) -> int:
     cutoff = now - timedelta(seconds=settings.HOT["CANCEL_GRACE_SECONDS"])
-    return Run.objects.filter(
-        status=RunStatus.RUNNING, cancel_requested_at__lte=cutoff
-    ).update(status=RunStatus.CANCELLED, finished_at=now, lease_expires_at=None)
+    return Run.objects.filter(status=RunStatus.RUNNING, cancel_requested_at__lte=cutoff).update(
+        status=RunStatus.CANCELLED, finished_at=now, lease_expires_at=None
+    )
 
 
 def run_forever(stop: threading.Event, interval: float | None = None) -> None:

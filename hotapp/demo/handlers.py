@@ -55,10 +55,13 @@ def on_order_shipped(event):
 
 def send_demo_orders(count: int = 3) -> list:
     return [
-        send("order:created", {
-            "order_id": 1000 + n,
-            "customer": {"email": f"customer{n}@example.com"},
-            "items": [{"sku": "mug", "price": 12.5}, {"sku": "tee", "price": 20.0 + n}],
-        })
+        send(
+            "order:created",
+            {
+                "order_id": 1000 + n,
+                "customer": {"email": f"customer{n}@example.com"},
+                "items": [{"sku": "mug", "price": 12.5}, {"sku": "tee", "price": 20.0 + n}],
+            },
+        )
         for n in range(1, count + 1)
     ]

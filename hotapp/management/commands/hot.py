@@ -1,10 +1,10 @@
 """`python manage.py hot …`: Hot's command line.
 
-    hot dev                      everything in one process on the embedded default
-    hot worker [celery args]     a Celery worker (production)
-    hot scheduler                the sweeper loop (production; run one)
-    hot send TYPE [JSON]         send an event
-    hot sweep                    one sweeper pass, printing what it did
+hot dev                      everything in one process on the embedded default
+hot worker [celery args]     a Celery worker (production)
+hot scheduler                the sweeper loop (production; run one)
+hot send TYPE [JSON]         send an event
+hot sweep                    one sweeper pass, printing what it did
 """
 
 import json
@@ -62,12 +62,10 @@ class Command(BaseCommand):
     def handle_scheduler(self, **_):
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        self.stdout.write("hot scheduler: sweeping every "
-                          f"{settings.HOT['SWEEP_INTERVAL_SECONDS']}s (Ctrl-C to stop)")
-        try:
-            sweeper.run_forever(stop)
-        except KeyboardInterrupt:
-            pass
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        interval = settings.HOT["SWEEP_INTERVAL_SECONDS"]
+        self.stdout.write(f"hot scheduler: sweeping every {interval}s (Ctrl-C to stop)")
+        sweeper.run_forever(stop)
 
     def handle_worker(self, celery_args, **_):
         from runtime.celery_app import app
@@ -92,12 +90,13 @@ class Command(BaseCommand):
             demo.send_demo_orders(demo_orders)
 
         url = f"http://{host}:{port}/"
-        mode = "PostgreSQL" if settings.DATABASE_URL else f"SQLite ({settings.DATABASES['default']['NAME']})"
+        database = settings.DATABASES["default"]
+        mode = "PostgreSQL" if settings.DATABASE_URL else f"SQLite ({database['NAME']})"
         self.stdout.write(self.style.SUCCESS(f"Hot App is running at {url}"))
         self.stdout.write(f"  database: {mode}; broker: {settings.CELERY_BROKER_URL}")
         self.stdout.write(f"  worker: in-process, {concurrency} threads; sweeper: in-process")
         if not no_demo:
-            self.stdout.write(f"  demo: sent {demo_orders} orders through the 3-step order workflow")
+            self.stdout.write(f"  demo: sent {demo_orders} orders into the 3-step order workflow")
         sys.stdout.flush()
         try:
             Server(

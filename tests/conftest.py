@@ -1,0 +1,170 @@
+"""Fixtures: real PostgreSQL, real Redis, real Celery workers (in a thread or a process)."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import redis
+from celery.contrib.testing.worker import start_worker
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from hotapp.models import Run, RunStatus
+from runtime import executor, retries
+from runtime.celery_app import app as celery_app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def pytest_sessionstart(session):
+    missing = [
+        name
+        for name, url, port in (
+            ("PostgreSQL", os.environ["DATABASE_URL"], 5432),
+            ("Redis", os.environ["REDIS_URL"], 6379),
+        )
+        if not _reachable(url, port)
+    ]
+    if missing:
+        pytest.exit(
+            f"{' and '.join(missing)} not reachable. The suite runs against real services: "
+            "start them (`.ci/run` does) or point TEST_DATABASE_URL / TEST_REDIS_URL at them.",
+            returncode=3,
+        )
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    client.flushdb()  # no doorbells left over from another test
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_stray_connections(django_db_setup, django_db_blocker):
+    """Worker threads and processes hold connections to the test database; end them before
+    pytest-django drops it."""
+    yield
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+@pytest.fixture
+def celery_worker(transactional_db, redis_client):
+    """A real Celery worker consuming from Redis in a thread of this process."""
+    with start_worker(
+        celery_app,
+        pool="threads",
+        concurrency=4,
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=30,
+    ) as worker:
+        yield worker
+
+
+@pytest.fixture
+def worker_process(transactional_db, tmp_path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start `celery -A hotapp worker` as a separate process against the test database."""
+    started: list[subprocess.Popen] = []
+    logs = []
+
+    def start(**env_overrides: str) -> subprocess.Popen:
+        db = connection.settings_dict
+        db_url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "TEST_DATABASE_URL": db_url,
+            "TEST_REDIS_URL": settings.REDIS_URL,
+            **env_overrides,
+        }
+        logs.append((tmp_path / f"worker{len(started)}.log").open("w"))
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "hotapp",
+                "worker",
+                "--pool=solo",
+                "--without-heartbeat",
+                "--without-mingle",
+                "--without-gossip",
+                "--loglevel=INFO",
+                f"--hostname=proc-{len(started)}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=logs[-1],
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    for log in logs:
+        log.close()
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30, what: str = "condition"):
+    """Poll until `condition()` is truthy; return its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def all_terminal() -> bool:
+    return not Run.objects.exclude(
+        status__in=[RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED]
+    ).exists()
+
+
+def drain(max_rounds: int = 50) -> None:
+    """Execute every queued run in this thread and promote every pending retry at once,
+    until nothing is left: the engine's semantics without a broker or a clock."""
+    for _ in range(max_rounds):
+        queued = list(Run.objects.filter(status=RunStatus.QUEUED).values_list("id", flat=True))
+        pending = list(
+            Run.objects.filter(status=RunStatus.PENDING_RETRY).values_list("id", flat=True)
+        )
+        if not queued and not pending:
+            return
+        for run_id in queued:
+            executor.execute(run_id)
+        for run_id in pending:
+            retries.promote(run_id, now=timezone.now() + timedelta(days=1))
+    raise AssertionError("runs still queued after draining")

@@ -1,0 +1,70 @@
+"""Handlers the tests send events to. The demo workflow (hotapp/demo/handlers.py) is loaded too."""
+
+import time
+from pathlib import Path
+
+from runtime import Retry, check_cancelled, current_run, on_event, send
+
+
+class Boom(Exception):
+    pass
+
+
+@on_event("test:fanout")
+def fanout_first(event):
+    return "first"
+
+
+@on_event("test:fanout")
+def fanout_second(event):
+    return "second"
+
+
+@on_event("test:always-fails", retry=Retry(2, delay=0.01))
+def always_fails(event):
+    send("test:should-not-arrive", {"from": "always_fails"})
+    raise Boom(f"attempt {current_run().attempt} failed")
+
+
+@on_event("test:fails-once-after-send", retry=Retry(1, delay=0.01))
+def fails_once_after_send(event):
+    send("test:downstream", {"attempt": current_run().attempt})
+    if current_run().attempt == 1:
+        raise Boom("first attempt fails after sending")
+    return "ok"
+
+
+@on_event("test:downstream")
+def downstream(event):
+    return event.data
+
+
+@on_event("test:should-not-arrive")
+def should_not_arrive(event):
+    return "this must never run"
+
+
+@on_event("test:bad-result")
+def bad_result(event):
+    return {"when": object()}
+
+
+@on_event("test:crash-once")
+def crash_once(event):
+    """Appends a line to a file per execution; the first execution hangs until it is killed."""
+    log = Path(event.data["log"])
+    with log.open("a") as f:
+        f.write("start\n")
+    if log.read_text().count("start") == 1:
+        time.sleep(120)
+    send("test:downstream", {"after": "crash"})
+    return "recovered"
+
+
+@on_event("test:cooperative")
+def cooperative(event):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        check_cancelled()
+        time.sleep(0.05)
+    return "was never cancelled"

@@ -1,0 +1,20 @@
+"""Settings for the test suite: the production shape, on real PostgreSQL and Redis.
+
+TEST_DATABASE_URL / TEST_REDIS_URL point elsewhere; pytest-django creates and drops its own
+`test_<name>` database. The embedded default (SQLite, in-process broker) is tested by starting
+`hot dev` in a subprocess (tests/test_embedded.py).
+"""
+
+import os
+
+os.environ["DATABASE_URL"] = os.environ.get(
+    "TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"
+)
+os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("HOT_HANDLER_MODULES", "hotapp.demo.handlers,tests.handlers")
+
+from hotapp.settings import *  # noqa: E402,F403
+
+# Fast failure paths: retries and leases in milliseconds and seconds, not minutes.
+HOT = {**HOT, "RETRY_MIN_DELAY_MS": 10}  # noqa: F405
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

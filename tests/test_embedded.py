@@ -1,0 +1,72 @@
+"""The embedded default: `hot dev` on SQLite with its in-process worker, as a user starts it."""
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from tests.conftest import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_hot_dev_runs_the_demo_workflow_to_completion_on_sqlite(tmp_path):
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "HOT_HANDLER_MODULES")
+    }
+    env.update(DJANGO_SETTINGS_MODULE="hotapp.settings", HOT_DATA_DIR=str(tmp_path))
+    port = free_port()
+    out = (tmp_path / "hot-dev.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "hot", "dev", "--port", str(port), "--demo-orders", "2"],
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        log = tmp_path / "hot-dev.log"
+        wait_for(lambda: url in log.read_text(), timeout=60, what="hot dev to print its URL")
+        db = tmp_path / "hot.sqlite3"
+
+        def finished_runs():
+            with sqlite3.connect(db) as conn:
+                rows = conn.execute("SELECT function, status, attempt FROM hotapp_run").fetchall()
+            done = [r for r in rows if r[1] in ("succeeded", "failed")]
+            return rows if len(rows) == 8 and len(done) == 8 else None
+
+        rows = wait_for(finished_runs, timeout=60, what="2 orders through 3 steps with a retry")
+        by_function = sorted((f.rsplit(".", 1)[1], s, a) for f, s, a in rows)
+        assert by_function == sorted(
+            [
+                ("on_order_created", "failed", 1),
+                ("on_order_created", "succeeded", 2),
+                ("on_order_paid", "succeeded", 1),
+                ("on_order_shipped", "succeeded", 1),
+            ]
+            * 2
+        )
+        with urllib.request.urlopen(url, timeout=10) as response:
+            page = response.read().decode()
+        assert response.status == 200
+        assert "on_order_shipped" in page and "↻1" in page
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        out.close()

@@ -1,0 +1,115 @@
+"""Nothing is lost: a worker killed mid-run, broker messages lost, runs that ignore a cancel."""
+
+import os
+import signal
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.db.models import Q
+
+from hotapp.models import Event, Run, RunStatus
+from runtime import cancel_run, send, sweeper
+from runtime.celery_app import app as celery_app
+from tests.conftest import all_terminal, wait_for
+
+pytestmark = pytest.mark.services
+
+
+def test_a_run_whose_worker_is_killed_mid_run_completes_through_the_sweeper(
+    worker_process, celery_worker, settings, tmp_path
+):
+    log = tmp_path / "executions.log"
+    # Only the worker process consumes at first: stop the in-test worker's consumer.
+    celery_worker.consumer.cancel_task_queue("celery")
+    victim = worker_process(HOT_RUN_LEASE_SECONDS="2")
+    send("test:crash-once", {"log": str(log)})
+
+    run = wait_for(
+        lambda: Run.objects.filter(status=RunStatus.RUNNING).first(),
+        what="the worker process to claim the run",
+    )
+    wait_for(lambda: log.exists(), what="the handler to start")
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait(10)
+    celery_worker.consumer.add_task_queue("celery")
+
+    def recovered():
+        sweeper.sweep()
+        return Run.objects.filter(
+            function="tests.handlers.downstream", status=RunStatus.SUCCEEDED
+        ).exists()
+
+    wait_for(recovered, timeout=30, what="the killed run to be recovered and finish")
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.result == "recovered"
+    assert run.recovery_count == 1
+    assert log.read_text().count("start") == 2  # killed once, run again once
+    assert Event.objects.filter(type="test:downstream").count() == 1  # sent exactly once
+
+
+def test_every_run_completes_when_the_broker_loses_its_messages(
+    transactional_db, redis_client, settings
+):
+    settings.HOT = {**settings.HOT, "REQUEUE_AFTER_SECONDS": 0}
+    # No worker yet: the doorbells wait in Redis, and FLUSHALL loses every one of them.
+    for i in range(5):
+        send("order:created", {"order_id": i, "items": []})
+    assert redis_client.llen("celery") == 5
+    redis_client.flushall()
+
+    with start_worker(
+        celery_app,
+        pool="threads",
+        concurrency=4,
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=30,
+    ):
+
+        def finished():
+            sweeper.sweep()
+            return (
+                Run.objects.filter(
+                    function__endswith="on_order_shipped", status=RunStatus.SUCCEEDED
+                ).count()
+                == 5
+            )
+
+        wait_for(finished, timeout=60, what="every order to ship")
+        wait_for(all_terminal, what="every run to finish")
+
+
+def test_a_running_handler_that_checks_for_cancellation_ends_cancelled(celery_worker):
+    send("test:cooperative")
+    run = wait_for(
+        lambda: Run.objects.filter(status=RunStatus.RUNNING).first(), what="the run to start"
+    )
+
+    assert cancel_run(run.id) == RunStatus.RUNNING
+
+    wait_for(
+        lambda: Run.objects.filter(id=run.id, status=RunStatus.CANCELLED).exists(),
+        what="the handler to see the cancel request",
+    )
+    run.refresh_from_db()
+    assert run.result is None and run.finished_at is not None
+
+
+def test_a_running_run_that_ignores_a_cancel_is_cancelled_after_the_grace_period(
+    worker_process, celery_worker, settings, tmp_path
+):
+    celery_worker.consumer.cancel_task_queue("celery")
+    worker_process()
+    send("test:crash-once", {"log": str(tmp_path / "log")})  # sleeps without checking
+    run = wait_for(
+        lambda: Run.objects.filter(status=RunStatus.RUNNING).first(), what="the run to start"
+    )
+    settings.HOT = {**settings.HOT, "CANCEL_GRACE_SECONDS": 0}
+
+    cancel_run(run.id)
+    sweeper.sweep()
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED
+    assert not Run.objects.filter(~Q(id=run.id)).exists()

@@ -1,0 +1,109 @@
+"""send(): what is written, and what is refused with nothing written."""
+
+import pytest
+from django.db import transaction
+
+from hotapp.models import Event, Run, RunStatus, Trigger
+from runtime import InvalidEventType, PayloadError, send
+
+pytestmark = pytest.mark.django_db
+
+
+def test_send_persists_the_event_and_one_queued_run_per_handler():
+    event_id = send("order:created", {"order_id": 1, "items": []})
+
+    event = Event.objects.get(id=event_id)
+    assert event.type == "order:created"
+    assert event.data == {"order_id": 1, "items": []}
+    assert event.is_handled
+    assert event.source_run is None
+    assert event.stream_id == event.id  # an event sent from outside a run starts a stream
+    [run] = Run.objects.filter(event=event)
+    assert run.status == RunStatus.QUEUED
+    assert run.trigger == Trigger.EVENT
+    assert run.function == "hotapp.demo.handlers.on_order_created"
+    assert run.input == event.data
+    assert run.attempt == 1 and run.origin_run is None
+    assert run.stream_id == event.stream_id
+    assert run.retry_policy == {
+        "attempts": 3,
+        "delay_ms": 1000,
+        "backoff": "fixed",
+        "max_delay_ms": 300000,
+        "jitter": False,
+    }
+
+
+def test_fan_out_gives_each_subscribed_handler_its_own_run():
+    event_id = send("test:fanout")
+
+    functions = sorted(Run.objects.filter(event_id=event_id).values_list("function", flat=True))
+    assert functions == ["tests.handlers.fanout_first", "tests.handlers.fanout_second"]
+
+
+def test_an_event_nobody_handles_is_stored_and_marked_unhandled():
+    event_id = send("nobody:listens", {"x": 1})
+
+    event = Event.objects.get(id=event_id)
+    assert not event.is_handled
+    assert not Run.objects.filter(event=event).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_send_inside_a_rolled_back_transaction_leaves_no_event_and_no_run():
+    with pytest.raises(RuntimeError), transaction.atomic():
+        send("order:created", {"order_id": 2})
+        assert Event.objects.count() == 1  # visible inside the caller's transaction
+        raise RuntimeError("the caller's transaction fails")
+
+    assert Event.objects.count() == 0
+    assert Run.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_send_inside_a_committed_transaction_commits_with_it():
+    with transaction.atomic():
+        event_id = send("order:created", {"order_id": 3})
+
+    assert Run.objects.filter(event_id=event_id, status=RunStatus.QUEUED).count() == 1
+
+
+@pytest.mark.parametrize(
+    "bad_type", ["", "order created", "order::created", ":x", "a" * 201, None, 7]
+)
+def test_a_malformed_event_type_is_refused_with_nothing_written(bad_type):
+    with pytest.raises(InvalidEventType):
+        send(bad_type, {"x": 1})
+
+    assert Event.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        ({"when": object()}, "JSON-serializable"),
+        ({"ratio": float("nan")}, "JSON-serializable"),
+        ({1, 2}, "JSON-serializable"),
+        ({"text": "nul \x00 byte"}, "NUL"),
+    ],
+)
+def test_a_payload_that_is_not_json_is_refused_with_nothing_written(payload, message):
+    with pytest.raises(PayloadError, match=message):
+        send("order:created", payload)
+
+    assert Event.objects.count() == 0
+    assert Run.objects.count() == 0
+
+
+def test_an_oversized_payload_is_refused_with_the_limit_in_the_message(settings):
+    settings.HOT = {**settings.HOT, "MAX_PAYLOAD_BYTES": 1000}
+
+    with pytest.raises(PayloadError, match="limit is 1000"):
+        send("order:created", {"blob": "x" * 2000})
+
+    assert Event.objects.count() == 0
+
+
+def test_the_error_names_the_event_type():
+    with pytest.raises(PayloadError, match="'order:created'"):
+        send("order:created", {"when": object()})
