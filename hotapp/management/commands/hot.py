@@ -42,6 +42,13 @@ class Command(BaseCommand):
         send_parser.add_argument("type")
         send_parser.add_argument("data", nargs="?", default="{}", help="JSON payload")
 
+    def run_from_argv(self, argv):
+        # `hot worker …` hands its arguments to Celery's own parser untouched (--concurrency=2).
+        if argv[2:3] == ["worker"]:
+            self.handle_worker(argv[3:])
+            return
+        super().run_from_argv(argv)
+
     def handle(self, *args, action, **options):
         getattr(self, f"handle_{action}")(**options)
 
@@ -67,7 +74,7 @@ class Command(BaseCommand):
         self.stdout.write(f"hot scheduler: sweeping every {interval}s (Ctrl-C to stop)")
         sweeper.run_forever(stop)
 
-    def handle_worker(self, celery_args, **_):
+    def handle_worker(self, celery_args: list[str], **_):
         from runtime.celery_app import app
 
         app.worker_main(["worker", "--loglevel=INFO", *celery_args])
