@@ -131,7 +131,7 @@ class Run(models.Model):
                 condition=Q(status="pending_retry"),
                 name="run_retry_due_idx",
             ),
-            # Sweeper: running runs whose lease lapsed (worker died) or whose cancel is overdue.
+            # Sweeper: running runs whose lease lapsed (their worker died).
             models.Index(
                 fields=["lease_expires_at"],
                 condition=Q(status="running"),

@@ -122,7 +122,8 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 HOT = {
     # Largest accepted event payload or run result, as encoded JSON.
     "MAX_PAYLOAD_BYTES": env_int("HOT_MAX_PAYLOAD_BYTES", 1024 * 1024),
-    # A running run's lease; the worker renews it every third of this while the handler runs.
+    # A running run's lease; the worker renews it (every third of this, at most 2 s apart)
+    # while the handler runs.
     "RUN_LEASE_SECONDS": env_float("HOT_RUN_LEASE_SECONDS", 60.0),
     # How many times a run whose worker died is re-queued before it is failed (WorkerLost).
     "MAX_RECOVERIES": env_int("HOT_MAX_RECOVERIES", 3),

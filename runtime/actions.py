@@ -11,10 +11,17 @@ from runtime import dispatch, registry, retries
 from runtime.exceptions import InvalidTransition, RunNotFound
 
 
+def _run_id(run_id: str | uuid.UUID) -> uuid.UUID:
+    try:
+        return run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
+    except ValueError:
+        raise RunNotFound(f"{run_id!r} is not a run id") from None
+
+
 def _get(run_id: str | uuid.UUID) -> Run:
     try:
-        return Run.objects.get(id=run_id)
-    except (Run.DoesNotExist, ValueError, TypeError):
+        return Run.objects.get(id=_run_id(run_id))
+    except Run.DoesNotExist:
         raise RunNotFound(f"No run has id {run_id}") from None
 
 
@@ -57,6 +64,7 @@ def cancel_run(run_id: str | uuid.UUID) -> str:
     handler sees the request at its next `send()` or `check_cancelled()`, and the sweeper marks it
     cancelled anyway once HOT_CANCEL_GRACE_SECONDS have passed.
     """
+    run_id = _run_id(run_id)
     now = timezone.now()
     # Conditional UPDATEs: a worker claiming the run at the same moment either wins (the run is
     # running, and gets a cancel request below) or loses (its claim finds it cancelled).

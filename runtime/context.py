@@ -5,7 +5,6 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from runtime.exceptions import Cancelled
@@ -18,7 +17,6 @@ class Event:
     id: uuid.UUID | None
     type: str
     data: Any
-    created_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -59,21 +59,21 @@ def execute(run_id: str | uuid.UUID) -> None:
         return
 
     ctx = RunContext(run.id, run.function, run.attempt, run.stream_id, run.origin_run_id)
-    event = Event(id=run.event_id, type=run.event_type, data=run.input, created_at=run.created_at)
+    event = Event(id=run.event_id, type=run.event_type, data=run.input)
     lease_keeper.track(ctx, token)
     try:
         with activate(ctx):
             result = handler.fn(event)
         check_json(result, f"Result of {run.function}")
     except Cancelled:
-        lease_keeper.untrack(run.id)
         _finish_cancelled(run, token)
         return
     except Exception as exc:
-        lease_keeper.untrack(run.id)
         _finish_failed(run, token, exc, allow_retry=not isinstance(exc, PayloadError))
         return
-    lease_keeper.untrack(run.id)
+    finally:
+        # Also on SystemExit and the like: the lease then lapses and the sweeper re-queues.
+        lease_keeper.untrack(run.id)
     _finish_succeeded(run, token, result, ctx.outbox)
 
 

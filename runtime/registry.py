@@ -1,7 +1,7 @@
 """Handlers and the events they subscribe to.
 
 Handlers register when their module is imported: each installed app's `handlers` module is imported
-at start-up (runtime/apps.py), plus any module named in HOT_HANDLER_MODULES.
+at start-up (hotapp/apps.py), plus any module named in HOT_HANDLER_MODULES.
 """
 
 import threading

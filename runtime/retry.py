@@ -91,7 +91,6 @@ def delay_ms_before(policy: dict, retry_number: int) -> int:
         delay = base * retry_number
     else:
         delay = base
-    delay = min(delay, policy["max_delay_ms"])
     if policy.get("jitter"):
         delay = delay * random.uniform(0.9, 1.1)
-    return int(delay)
+    return int(min(delay, policy["max_delay_ms"]))

@@ -2,8 +2,9 @@
 
 It re-enqueues queued runs whose message may be lost, promotes due retries whose promotion
 message was lost, re-queues runs whose worker died (lease lapsed), and ends runs that ignored a
-cancel request past the grace period. Every step is a conditional UPDATE, so several sweepers, or
-a sweeper racing a worker, cannot do a thing twice.
+cancel request past the grace period. Every transition is a conditional UPDATE, so several sweepers,
+or a sweeper racing a worker, cannot make one twice (two may ring the same doorbell twice, which
+is harmless: a second delivery of a run is a no-op).
 """
 
 import logging
@@ -66,15 +67,20 @@ def promote_due_retries(now: datetime) -> int:
 def recover_expired_leases(now: datetime) -> int:
     lapsed = list(
         Run.objects.filter(status=RunStatus.RUNNING, lease_expires_at__lt=now).values_list(
-            "id", "claimed_by", "recovery_count"
+            "id", "claimed_by", "recovery_count", "cancel_requested_at"
         )[:BATCH]
     )
     recovered: list = []
-    failed = 0
-    for run_id, token, recoveries in lapsed:
+    ended = 0
+    for run_id, token, recoveries, cancel_requested_at in lapsed:
         # Matching on the claim token: if the worker finished meanwhile, nothing happens.
         still_lost = Run.objects.filter(id=run_id, status=RunStatus.RUNNING, claimed_by=token)
-        if recoveries < settings.HOT["MAX_RECOVERIES"]:
+        if cancel_requested_at is not None:
+            # Someone asked to stop it and its worker is gone: it has stopped.
+            ended += still_lost.update(
+                status=RunStatus.CANCELLED, finished_at=now, lease_expires_at=None
+            )
+        elif recoveries < settings.HOT["MAX_RECOVERIES"]:
             if still_lost.update(
                 status=RunStatus.QUEUED,
                 claimed_by="",
@@ -91,7 +97,7 @@ def recover_expired_leases(now: datetime) -> int:
                     f"(HOT_MAX_RECOVERIES={settings.HOT['MAX_RECOVERIES']}); last claim {token}"
                 )
             )
-            failed += still_lost.update(
+            ended += still_lost.update(
                 status=RunStatus.FAILED, finished_at=now, lease_expires_at=None, **error
             )
     if recovered:
@@ -99,7 +105,7 @@ def recover_expired_leases(now: datetime) -> int:
             "re-queued %d runs whose worker died", len(recovered), extra={"action": "recover"}
         )
         dispatch.enqueue(recovered)
-    return len(recovered) + failed
+    return len(recovered) + ended
 
 
 def force_overdue_cancels(now: datetime) -> int:

@@ -1,9 +1,21 @@
 """The engine's semantics, run in this thread (tests/conftest.py drain()) on PostgreSQL."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from hotapp.models import Event, Run, RunStatus, Trigger
-from runtime import InvalidTransition, cancel_run, rerun, retry_run, send
+from runtime import (
+    InvalidTransition,
+    RunNotFound,
+    cancel_run,
+    executor,
+    rerun,
+    retry_run,
+    send,
+    sweeper,
+)
 from runtime.registry import unregister
 from tests.conftest import drain
 
@@ -82,7 +94,6 @@ def test_a_retry_sends_what_the_failed_attempt_did_not_exactly_once():
 def test_a_second_delivery_of_the_same_run_does_nothing():
     send("test:downstream", {"n": 1})
     run = Run.objects.get()
-    from runtime import executor
 
     executor.execute(run.id)
     run.refresh_from_db()
@@ -188,8 +199,6 @@ def test_a_queued_run_is_cancelled_at_once_and_never_runs():
 
 def test_a_pending_retry_is_cancelled_and_no_further_attempt_is_made():
     send("test:always-fails")
-    from runtime import executor
-
     executor.execute(Run.objects.get().id)
     run = Run.objects.get()
     assert run.status == RunStatus.PENDING_RETRY
@@ -207,3 +216,38 @@ def test_a_finished_run_cannot_be_cancelled():
 
     with pytest.raises(InvalidTransition, match="succeeded"):
         cancel_run(Run.objects.get().id)
+
+
+@pytest.mark.parametrize("action", [retry_run, rerun, cancel_run])
+def test_a_malformed_or_unknown_run_id_is_a_clear_error(action):
+    with pytest.raises(RunNotFound, match="not a run id"):
+        action("not-a-uuid")
+    with pytest.raises(RunNotFound, match="No run has id"):
+        action("01a21355-c8e0-72c9-b9ac-b495e523e77a")
+
+
+def test_a_run_asked_to_cancel_whose_worker_died_ends_cancelled_not_requeued():
+    send("test:downstream")
+    run = Run.objects.get()
+    assert executor.claim(run.id, "dead-worker") is not None
+    assert cancel_run(run.id) == RunStatus.RUNNING
+    Run.objects.filter(id=run.id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+
+    assert sweeper.sweep()["recovered"] == 1
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELLED and run.recovery_count == 0
+
+
+def test_a_run_whose_worker_keeps_dying_ends_failed_with_worker_lost(settings):
+    send("test:downstream")
+    run = Run.objects.get()
+    for _ in range(settings.HOT["MAX_RECOVERIES"] + 1):
+        assert executor.claim(run.id, "dying-worker") is not None
+        Run.objects.filter(id=run.id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+        sweeper.sweep()
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert run.error_type == "runtime.sweeper.WorkerLost"
+    assert run.recovery_count == settings.HOT["MAX_RECOVERIES"]

@@ -8,6 +8,7 @@ hot sweep                    one sweeper pass, printing what it did
 """
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -82,12 +83,15 @@ class Command(BaseCommand):
     def handle_dev(self, host, port, concurrency, no_demo, demo_orders, **_):
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server
-        from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
         from hotapp.asgi import application
         from runtime import embedded
 
         call_command("migrate", interactive=False, verbosity=0)
+        if not settings.REDIS_URL and "HOT_REQUEUE_AFTER_SECONDS" not in os.environ:
+            # The in-process broker cannot hear `hot send` from another terminal; the sweeper
+            # rings for those runs soon instead of after the production default of 30 s.
+            settings.HOT["REQUEUE_AFTER_SECONDS"] = 3.0
         if not no_demo:
             from hotapp.demo import handlers as demo
 
@@ -107,7 +111,7 @@ class Command(BaseCommand):
         sys.stdout.flush()
         try:
             Server(
-                ASGIStaticFilesHandler(application),
+                application,
                 endpoints=build_endpoint_description_strings(host=host, port=port),
                 signal_handlers=True,
                 verbosity=0,
