@@ -156,3 +156,29 @@ class Run(models.Model):
         if self.started_at is None or self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds() * 1000
+
+
+class RunTrace(models.Model):
+    """A run's execution trace: one document per run, written with the run's outcome."""
+
+    run = models.OneToOneField(
+        Run, primary_key=True, on_delete=models.CASCADE, related_name="trace"
+    )
+    # {"format": 1, "spans": [{id, parent, name, module, file, line, start_us, duration_us,
+    #  args, result | error, values?, kind?, yields?, incomplete?}], "span_count",
+    #  "dropped_spans", "is_truncated", "limits"}; see runtime/tracer.py.
+    data = models.JSONField()
+    span_count = models.PositiveIntegerField(default=0)
+    is_truncated = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"trace of {self.run_id} ({self.span_count} spans)"
+
+    def tree(self) -> list[dict]:
+        """The spans as nested dicts (each with "children"), roots first, in call order."""
+        spans = [dict(span, children=[]) for span in self.data.get("spans", [])]
+        roots: list[dict] = []
+        for span in spans:
+            parent = span.get("parent")
+            (spans[parent]["children"] if parent is not None else roots).append(span)
+        return roots

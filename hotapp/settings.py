@@ -135,6 +135,16 @@ HOT = {
     "SWEEP_INTERVAL_SECONDS": env_float("HOT_SWEEP_INTERVAL_SECONDS", 5.0),
     # Extra modules holding handlers, beside each installed app's `handlers` module.
     "HANDLER_MODULES": env_list("HOT_HANDLER_MODULES"),
+    # Execution traces: on for every handler unless switched off here or per handler.
+    "TRACE": env_bool("HOT_TRACE", True),
+    # Module prefixes that count as user code even in site-packages, or never do.
+    "TRACE_INCLUDE": env_list("HOT_TRACE_INCLUDE"),
+    "TRACE_EXCLUDE": env_list("HOT_TRACE_EXCLUDE"),
+    # Per-run caps; past either, calls are counted but not recorded (the trace says truncated).
+    "TRACE_MAX_SPANS": env_int("HOT_TRACE_MAX_SPANS", 5000),
+    "TRACE_MAX_BYTES": env_int("HOT_TRACE_MAX_BYTES", 1024 * 1024),
+    # Longest shown value (argument, return value, exception message).
+    "TRACE_VALUE_CHARS": env_int("HOT_TRACE_VALUE_CHARS", 200),
     # Retry clamps, as Hot's HOT_RETRY_* settings.
     "RETRY_MAX_ATTEMPTS": env_int("HOT_RETRY_MAX_ATTEMPTS", 10),
     "RETRY_MAX_DELAY_MS": env_int("HOT_RETRY_MAX_DELAY_MS", 3_600_000),

@@ -8,6 +8,7 @@ def charge(event):
     send("order:paid", {"order_id": event.data["order_id"]})
 """
 
+from runtime import trace
 from runtime.actions import cancel_run, rerun, retry_run
 from runtime.context import Event, check_cancelled, current_run
 from runtime.events import send
@@ -40,4 +41,5 @@ __all__ = [
     "rerun",
     "retry_run",
     "send",
+    "trace",
 ]

@@ -37,7 +37,7 @@ class RunContext:
     origin_run_id: uuid.UUID | None
     outbox: list[PendingEvent] = field(default_factory=list)
     # Set by the lease keeper's thread when someone asks to cancel this run.
-    cancel_requested: threading.Event = field(default_factory=threading.Event)
+    is_cancel_requested: bool = False
 
     @property
     def idempotency_key(self) -> str:
@@ -45,7 +45,7 @@ class RunContext:
         return f"hot:{self.origin_run_id or self.run_id}"
 
     def check_cancelled(self) -> None:
-        if self.cancel_requested.is_set():
+        if self.is_cancel_requested:
             raise Cancelled()
 
 

@@ -34,3 +34,11 @@ class Cancelled(BaseException):
     A BaseException, like KeyboardInterrupt, so that a handler's broad `except Exception`
     does not swallow the cancellation.
     """
+
+
+def type_name(exc: BaseException) -> str:
+    """`ValueError` for builtins, `module.Qualified` for everything else."""
+    cls = type(exc)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"

@@ -4,12 +4,16 @@ The happy path is two transactions: the claim (one conditional UPDATE … RETURN
 completion (the run's outcome, the events it sent and their new runs, in one transaction).
 """
 
+import asyncio
+import inspect
 import logging
 import os
 import secrets
 import socket
 import traceback
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -17,15 +21,16 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from hotapp.models import Run, RunStatus
+from hotapp.models import Run, RunStatus, RunTrace
 from runtime import dispatch, registry
 from runtime.context import Event, PendingEvent, RunContext, activate
 from runtime.db import with_db_retry
 from runtime.events import persist_events
-from runtime.exceptions import Cancelled, HandlerNotFound, PayloadError
+from runtime.exceptions import Cancelled, HandlerNotFound, PayloadError, type_name
 from runtime.lease import lease_keeper
 from runtime.payloads import check_json
 from runtime.retry import delay_ms_before, has_retry_left
+from runtime.tracer import Tracer, set_current_tracer, user_code
 
 logger = logging.getLogger("hot.executor")
 
@@ -60,21 +65,70 @@ def execute(run_id: str | uuid.UUID) -> None:
 
     ctx = RunContext(run.id, run.function, run.attempt, run.stream_id, run.origin_run_id)
     event = Event(id=run.event_id, type=run.event_type, data=run.input)
+    tracer = new_tracer(ctx) if handler.trace and settings.HOT["TRACE"] else None
     lease_keeper.track(ctx, token)
     try:
-        with activate(ctx):
-            result = handler.fn(event)
+        with activate(ctx), tracing(tracer):
+            result = call_handler(handler.fn, event)
         check_json(result, f"Result of {run.function}")
     except Cancelled:
-        _finish_cancelled(run, token)
+        _finish_cancelled(run, token, _document(tracer))
         return
     except Exception as exc:
-        _finish_failed(run, token, exc, allow_retry=not isinstance(exc, PayloadError))
+        allow_retry = not isinstance(exc, PayloadError)
+        _finish_failed(run, token, exc, allow_retry, _document(tracer))
         return
     finally:
         # Also on SystemExit and the like: the lease then lapses and the sweeper re-queues.
         lease_keeper.untrack(run.id)
-    _finish_succeeded(run, token, result, ctx.outbox)
+    _finish_succeeded(run, token, result, ctx.outbox, _document(tracer))
+
+
+def call_handler(fn: Callable[[Event], Any], event: Event) -> Any:
+    if inspect.iscoroutinefunction(fn):
+        # An async handler gets an event loop of its own on this worker thread.
+        return asyncio.run(fn(event))
+    return fn(event)
+
+
+def new_tracer(ctx: RunContext) -> Tracer:
+    hot = settings.HOT
+    return Tracer(
+        user_code(),
+        hot["TRACE_MAX_SPANS"],
+        hot["TRACE_MAX_BYTES"],
+        hot["TRACE_VALUE_CHARS"],
+        # Every traced call is a point where a cancel request takes effect.
+        on_call=ctx.check_cancelled,
+    )
+
+
+@contextmanager
+def tracing(tracer: Tracer | None) -> Iterator[None]:
+    if tracer is None:
+        yield
+        return
+    set_current_tracer(tracer)
+    tracer.start()
+    try:
+        yield
+    finally:
+        tracer.stop()
+        set_current_tracer(None)
+
+
+def _document(tracer: Tracer | None) -> dict | None:
+    return tracer.document() if tracer is not None else None
+
+
+def _save_trace(run_id: uuid.UUID, document: dict | None) -> None:
+    if document is not None:
+        RunTrace.objects.create(
+            run_id=run_id,
+            data=document,
+            span_count=document["span_count"],
+            is_truncated=document["is_truncated"],
+        )
 
 
 def claim(run_id: uuid.UUID, token: str) -> Run | None:
@@ -102,7 +156,9 @@ def claim(run_id: uuid.UUID, token: str) -> Run | None:
     return rows[0] if rows else None
 
 
-def _finish_succeeded(run: Run, token: str, result: Any, outbox: list[PendingEvent]) -> None:
+def _finish_succeeded(
+    run: Run, token: str, result: Any, outbox: list[PendingEvent], trace: dict | None
+) -> None:
     def commit() -> None:
         with transaction.atomic():
             updated = Run.objects.filter(
@@ -114,13 +170,17 @@ def _finish_succeeded(run: Run, token: str, result: Any, outbox: list[PendingEve
                 lease_expires_at=None,
             )
             # 0 rows: the run was cancelled or recovered while it ran; its sends are dropped.
-            if updated and outbox:
-                persist_events(outbox, source_run_id=run.id, stream_id=run.stream_id)
+            if updated:
+                _save_trace(run.id, trace)
+                if outbox:
+                    persist_events(outbox, source_run_id=run.id, stream_id=run.stream_id)
 
     with_db_retry(commit, "completion")
 
 
-def _finish_failed(run: Run, token: str, exc: BaseException, allow_retry: bool) -> None:
+def _finish_failed(
+    run: Run, token: str, exc: BaseException, allow_retry: bool, trace: dict | None = None
+) -> None:
     policy = run.retry_policy or {}
     now = timezone.now()
     retry_delay: timedelta | None = None
@@ -139,27 +199,28 @@ def _finish_failed(run: Run, token: str, exc: BaseException, allow_retry: bool) 
                 lease_expires_at=None,
                 **error,
             )
+            if updated:
+                _save_trace(run.id, trace)
             if updated and retry_delay is not None:
                 dispatch.schedule_retry_promotion(run.id, retry_delay)
 
     with_db_retry(commit, "failure")
 
 
-def _finish_cancelled(run: Run, token: str) -> None:
+def _finish_cancelled(run: Run, token: str, trace: dict | None) -> None:
     def commit() -> None:
-        Run.objects.filter(id=run.id, status=RunStatus.RUNNING, claimed_by=token).update(
-            status=RunStatus.CANCELLED, finished_at=timezone.now(), lease_expires_at=None
-        )
+        with transaction.atomic():
+            if Run.objects.filter(id=run.id, status=RunStatus.RUNNING, claimed_by=token).update(
+                status=RunStatus.CANCELLED, finished_at=timezone.now(), lease_expires_at=None
+            ):
+                _save_trace(run.id, trace)
 
     with_db_retry(commit, "cancellation")
 
 
 def describe_error(exc: BaseException) -> dict[str, str]:
     """The error columns of a run for an exception, bounded in size."""
-    cls = type(exc)
-    name = cls.__qualname__
-    if cls.__module__ != "builtins":
-        name = f"{cls.__module__}.{name}"
+    name = type_name(exc)
     tb = "".join(traceback.format_exception(exc))
     return {
         "error_type": name[:300],

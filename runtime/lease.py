@@ -65,7 +65,7 @@ class LeaseKeeper:
         for token in mine.filter(cancel_requested_at__isnull=False).values_list(
             "claimed_by", flat=True
         ):
-            active[token].cancel_requested.set()
+            active[token].is_cancel_requested = True
 
 
 lease_keeper = LeaseKeeper()

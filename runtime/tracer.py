@@ -1,0 +1,316 @@
+"""The execution tracer: records every call into user code while a run's handler executes.
+
+It uses `sys.settrace` on the worker thread only (tracing is per-thread, so a thread pool or
+Daphne never mixes traces). The global trace function sees each new frame; frames outside user
+code get no local tracer, so the standard library and site-packages cost one cached dict lookup
+per call. User frames record arguments at `call`, and the return value or exception at `return`.
+
+Python 3.11 reports a frame left by an exception as a `return` with None, like a plain
+`return None`; the opcode at `f_lasti` tells them apart (RETURN_VALUE, YIELD_VALUE, or the
+instruction that raised). A generator or coroutine keeps one span across its resumptions.
+"""
+
+import dis
+import os
+import reprlib
+import sys
+import sysconfig
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import CodeType, FrameType
+from typing import Any
+
+from django.conf import settings
+
+from runtime.exceptions import type_name
+
+TRACE_FORMAT = 1
+_RETURN_OPS = {dis.opmap[name] for name in ("RETURN_VALUE", "RETURN_CONST") if name in dis.opmap}
+_YIELD_OP = dis.opmap["YIELD_VALUE"]
+_SUSPENDABLE = 0x20 | 0x80 | 0x200  # CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR
+SECRET_WORDS = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "authorization",
+    "api_key",
+    "apikey",
+    "cookie",
+    "credential",
+    "private_key",
+)
+MASK = "********"
+_COMPREHENSIONS = frozenset({"<genexpr>", "<listcomp>", "<dictcomp>", "<setcomp>"})
+
+
+def is_secret_name(name: object) -> bool:
+    return isinstance(name, str) and any(word in name.lower() for word in SECRET_WORDS)
+
+
+class SafeRepr(reprlib.Repr):
+    """A bounded repr that masks secret-looking keys and never raises."""
+
+    def __init__(self, max_chars: int) -> None:
+        super().__init__()
+        self.maxstring = max_chars
+        self.maxother = max_chars
+        self.maxlong = 60
+        self.maxlevel = 4
+        self.maxdict = self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = 20
+        self.maxdeque = self.maxarray = 20
+
+    def repr_dict(self, x: dict, level: int) -> str:
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        parts = []
+        for i, key in enumerate(x):
+            if i >= self.maxdict:
+                parts.append("...")
+                break
+            shown = MASK if is_secret_name(key) else self.repr1(x[key], level - 1)
+            parts.append(f"{self.repr1(key, level - 1)}: {shown}")
+        return "{" + ", ".join(parts) + "}"
+
+    def repr_instance(self, x: object, level: int) -> str:
+        if hasattr(x, "_meta") and hasattr(x, "pk"):
+            # A Django model's repr calls its __str__, which may query the database.
+            return f"<{type(x).__name__}: pk={x.pk!r}>"
+        try:
+            text = repr(x)
+        except Exception as exc:
+            return f"<{type(x).__name__} object; repr raised {type(exc).__name__}>"
+        if len(text) > self.maxother:
+            half = (self.maxother - 3) // 2
+            return text[:half] + "..." + text[len(text) - half :]
+        return text
+
+
+def safe_repr(value: object, max_chars: int = 200) -> str:
+    try:
+        return SafeRepr(max_chars).repr(value)
+    except Exception as exc:  # a broken __len__, __iter__ or __eq__ inside a container
+        return f"<{type(value).__name__} object; repr raised {type(exc).__name__}>"
+
+
+class UserCode:
+    """Decides, once per code object, whether a frame is user code."""
+
+    def __init__(self, include: list[str], exclude: list[str]) -> None:
+        self.include = tuple(include)
+        self.exclude = tuple(exclude)
+        paths = sysconfig.get_paths()
+        runtime_dir = str(Path(__file__).resolve().parent) + os.sep
+        hotapp_dir = str(Path(__file__).resolve().parent.parent / "hotapp") + os.sep
+        self.library_dirs = tuple(
+            {
+                str(Path(paths[key]).resolve()) + os.sep
+                for key in ("stdlib", "platstdlib", "purelib", "platlib")
+            }
+            | {runtime_dir, hotapp_dir}
+        )
+        self.user_dirs = (str(Path(hotapp_dir) / "demo") + os.sep,)
+        self._cache: dict[CodeType, bool] = {}
+
+    def __call__(self, frame: FrameType) -> bool:
+        code = frame.f_code
+        known = self._cache.get(code)
+        if known is None:
+            known = self._cache[code] = self._decide(code, frame.f_globals.get("__name__", ""))
+        return known
+
+    def _decide(self, code: CodeType, module: str) -> bool:
+        if code.co_name in _COMPREHENSIONS:
+            return False  # syntax, not a call the user wrote; calls inside attach to its caller
+        if self.exclude and module.startswith(self.exclude):
+            return False
+        if self.include and module.startswith(self.include):
+            return True
+        filename = code.co_filename
+        if filename.startswith("<"):  # <frozen …>, <string>
+            return False
+        filename = os.path.realpath(filename)
+        if filename.startswith(self.user_dirs):
+            return True
+        return not filename.startswith(self.library_dirs)
+
+
+_user_code: UserCode | None = None
+
+
+def user_code() -> UserCode:
+    global _user_code
+    if _user_code is None:
+        hot = settings.HOT
+        _user_code = UserCode(hot["TRACE_INCLUDE"], hot["TRACE_EXCLUDE"])
+    return _user_code
+
+
+class Tracer:
+    """Records one run's calls into a flat list of spans (parents by index)."""
+
+    def __init__(
+        self,
+        is_user_code: Callable[[FrameType], bool],
+        max_spans: int,
+        max_bytes: int,
+        value_chars: int = 200,
+        on_call: Callable[[], None] | None = None,
+    ) -> None:
+        self.is_user_code = is_user_code
+        self.max_spans = max_spans
+        self.max_bytes = max_bytes
+        self.value_chars = value_chars
+        self.on_call = on_call  # e.g. a cancellation check; may raise
+        self.spans: list[dict[str, Any]] = []
+        self.stack: list[dict[str, Any]] = []
+        self.suspended: dict[FrameType, dict[str, Any]] = {}
+        self.size = 0
+        self.dropped = 0
+        self.t0 = 0
+        self.active = False
+
+    # Installing
+
+    def start(self) -> bool:
+        """Trace calls on this thread from now on; False if another tracer (a debugger,
+        coverage) already owns this thread, in which case Hot records nothing rather than
+        break it."""
+        if sys.gettrace() is not None:
+            return False
+        self.t0 = time.perf_counter_ns()
+        sys.settrace(self._on_call)
+        self.active = True
+        return True
+
+    def stop(self) -> None:
+        if self.active:
+            sys.settrace(None)
+            self.active = False
+
+    # Trace functions
+
+    def _on_call(self, frame: FrameType, event: str, arg: Any):
+        if event != "call" or not self.is_user_code(frame):
+            return None
+        if self.on_call is not None:
+            self.on_call()
+        span = self.suspended.pop(frame, None)
+        if span is not None:  # a generator or coroutine resumed: continue its span
+            self.stack.append(span)
+            frame.f_trace_lines = False
+            return self._on_event
+        if len(self.spans) >= self.max_spans or self.size >= self.max_bytes:
+            self.dropped += 1
+            return None
+        code = frame.f_code
+        parent = self.stack[-1]["id"] if self.stack else None
+        span = {
+            "id": len(self.spans),
+            "parent": parent,
+            "name": code.co_qualname,
+            "module": frame.f_globals.get("__name__", ""),
+            "file": code.co_filename,
+            "line": code.co_firstlineno,
+            "start_us": (time.perf_counter_ns() - self.t0) // 1000,
+            "args": self._args(frame, code),
+        }
+        if code.co_flags & _SUSPENDABLE:
+            span["kind"] = {0x20: "generator", 0x80: "coroutine"}.get(
+                code.co_flags & _SUSPENDABLE, "async_generator"
+            )
+            span["yields"] = []
+        self.size += (
+            120
+            + len(span["name"])
+            + len(span["file"])
+            + sum(len(k) + len(v) for k, v in span["args"].items())
+        )
+        self.spans.append(span)
+        self.stack.append(span)
+        frame.f_trace_lines = False
+        return self._on_event
+
+    def _on_event(self, frame: FrameType, event: str, arg: Any):
+        if event == "exception":
+            if self.stack:
+                self.stack[-1]["_exc"] = arg[1]
+            return self._on_event
+        if event != "return" or not self.stack:
+            return self._on_event
+        span = self.stack.pop()
+        op = frame.f_code.co_code[frame.f_lasti] if frame.f_lasti >= 0 else -1
+        if op == _YIELD_OP:
+            self.suspended[frame] = span
+            if len(span["yields"]) < 20:
+                shown = safe_repr(arg, self.value_chars)
+                span["yields"].append(shown)
+                self.size += len(shown)
+            span.pop("_exc", None)
+            return self._on_event
+        span["duration_us"] = (time.perf_counter_ns() - self.t0) // 1000 - span["start_us"]
+        exc = span.pop("_exc", None)
+        if op in _RETURN_OPS or exc is None:
+            shown = safe_repr(arg, self.value_chars)
+            span["result"] = shown
+        else:
+            shown = safe_repr(exc, self.value_chars)
+            span["error"] = {"type": type_name(exc), "message": shown}
+        self.size += len(shown)
+        return self._on_event
+
+    def _args(self, frame: FrameType, code: CodeType) -> dict[str, str]:
+        count = code.co_argcount + code.co_kwonlyargcount
+        count += bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)  # *args, **kwargs
+        local_vars = frame.f_locals
+        args = {}
+        for name in code.co_varnames[:count]:
+            if name in local_vars:
+                value = local_vars[name]
+                args[name] = MASK if is_secret_name(name) else safe_repr(value, self.value_chars)
+        return args
+
+    # Named values (runtime.trace.value)
+
+    def add_value(self, name: str, value: object) -> None:
+        if not self.stack:
+            return
+        shown = MASK if is_secret_name(name) else safe_repr(value, self.value_chars)
+        values = self.stack[-1].setdefault("values", {})
+        if name in values or len(values) < 50:
+            values[name] = shown
+            self.size += len(name) + len(shown)
+
+    # The document
+
+    def document(self) -> dict[str, Any]:
+        """The trace as stored: spans in call order, each naming its parent's index."""
+        now_us = (time.perf_counter_ns() - self.t0) // 1000
+        for span in self.spans:
+            if "duration_us" not in span:  # never returned: cancelled, or an abandoned generator
+                span["duration_us"] = now_us - span["start_us"]
+                span["incomplete"] = True
+            span.pop("_exc", None)
+        return {
+            "format": TRACE_FORMAT,
+            "spans": self.spans,
+            "span_count": len(self.spans),
+            "dropped_spans": self.dropped,
+            "is_truncated": self.dropped > 0,
+            "limits": {"max_spans": self.max_spans, "max_bytes": self.max_bytes},
+        }
+
+
+_local = threading.local()
+
+
+def current_tracer() -> Tracer | None:
+    return getattr(_local, "tracer", None)
+
+
+def set_current_tracer(tracer: Tracer | None) -> None:
+    _local.tracer = tracer
