@@ -71,22 +71,28 @@ def _drop_stray_connections(django_db_setup, django_db_blocker):
         )
 
 
-@pytest.fixture
-def celery_worker(transactional_db, redis_client):
+def thread_worker():
     """A real Celery worker consuming from Redis in a thread of this process."""
-    with start_worker(
+    return start_worker(
         celery_app,
         pool="threads",
         concurrency=4,
         perform_ping_check=False,
         loglevel="WARNING",
         shutdown_timeout=30,
-    ) as worker:
+    )
+
+
+@pytest.fixture
+def celery_worker(transactional_db, redis_client):
+    with thread_worker() as worker:
         yield worker
 
 
 @pytest.fixture
-def worker_process(transactional_db, tmp_path) -> Iterator[Callable[..., subprocess.Popen]]:
+def worker_process(
+    transactional_db, redis_client, tmp_path
+) -> Iterator[Callable[..., subprocess.Popen]]:
     """Start `celery -A hotapp worker` as a separate process against the test database."""
     started: list[subprocess.Popen] = []
     logs = []

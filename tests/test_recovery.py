@@ -4,23 +4,19 @@ import os
 import signal
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.db.models import Q
 
 from hotapp.models import Event, Run, RunStatus
 from runtime import cancel_run, send, sweeper
-from runtime.celery_app import app as celery_app
-from tests.conftest import all_terminal, wait_for
+from tests.conftest import all_terminal, thread_worker, wait_for
 
 pytestmark = pytest.mark.services
 
 
 def test_a_run_whose_worker_is_killed_mid_run_completes_through_the_sweeper(
-    worker_process, celery_worker, settings, tmp_path
+    worker_process, tmp_path
 ):
     log = tmp_path / "executions.log"
-    # Only the worker process consumes at first: stop the in-test worker's consumer.
-    celery_worker.consumer.cancel_task_queue("celery")
     victim = worker_process(HOT_RUN_LEASE_SECONDS="2")
     send("test:crash-once", {"log": str(log)})
 
@@ -31,7 +27,6 @@ def test_a_run_whose_worker_is_killed_mid_run_completes_through_the_sweeper(
     wait_for(lambda: log.exists(), what="the handler to start")
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait(10)
-    celery_worker.consumer.add_task_queue("celery")
 
     def recovered():
         sweeper.sweep()
@@ -39,7 +34,8 @@ def test_a_run_whose_worker_is_killed_mid_run_completes_through_the_sweeper(
             function="tests.handlers.downstream", status=RunStatus.SUCCEEDED
         ).exists()
 
-    wait_for(recovered, timeout=30, what="the killed run to be recovered and finish")
+    with thread_worker():
+        wait_for(recovered, timeout=30, what="the killed run to be recovered and finish")
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED
     assert run.result == "recovered"
@@ -58,14 +54,7 @@ def test_every_run_completes_when_the_broker_loses_its_messages(
     assert redis_client.llen("celery") == 5
     redis_client.flushall()
 
-    with start_worker(
-        celery_app,
-        pool="threads",
-        concurrency=4,
-        perform_ping_check=False,
-        loglevel="WARNING",
-        shutdown_timeout=30,
-    ):
+    with thread_worker():
 
         def finished():
             sweeper.sweep()
@@ -97,9 +86,8 @@ def test_a_running_handler_that_checks_for_cancellation_ends_cancelled(celery_wo
 
 
 def test_a_running_run_that_ignores_a_cancel_is_cancelled_after_the_grace_period(
-    worker_process, celery_worker, settings, tmp_path
+    worker_process, settings, tmp_path
 ):
-    celery_worker.consumer.cancel_task_queue("celery")
     worker_process()
     send("test:crash-once", {"log": str(tmp_path / "log")})  # sleeps without checking
     run = wait_for(
