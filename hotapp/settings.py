@@ -109,6 +109,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Celery's Django fix-up closes every database connection before and after each task unless
+# this is set, which costs a new connection per run (~2.5x throughput). A connection that dies
+# is dropped and reopened by runtime.db.with_db_retry instead.
+CELERY_DB_REUSE_MAX = 1_000_000
 # A lost doorbell is recovered by the sweeper, so publishing gives up fast rather than
 # holding a web request for long while the broker is down.
 CELERY_TASK_PUBLISH_RETRY_POLICY = {

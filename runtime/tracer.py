@@ -90,9 +90,21 @@ class SafeRepr(reprlib.Repr):
         return text
 
 
+_SCALARS = (int, float, bool, type(None))
+_reprs: dict[int, SafeRepr] = {}
+
+
 def safe_repr(value: object, max_chars: int = 200) -> str:
+    """A bounded, masked repr that never raises; scalars take a fast path (the common case)."""
+    if type(value) in _SCALARS or (type(value) is str and len(value) <= max_chars):
+        text = repr(value)
+        if len(text) <= max_chars:
+            return text
+    formatter = _reprs.get(max_chars)
+    if formatter is None:
+        formatter = _reprs[max_chars] = SafeRepr(max_chars)
     try:
-        return SafeRepr(max_chars).repr(value)
+        return formatter.repr(value)
     except Exception as exc:  # a broken __len__, __iter__ or __eq__ inside a container
         return f"<{type(value).__name__} object; repr raised {type(exc).__name__}>"
 
