@@ -232,3 +232,37 @@ def test_a_cancel_takes_effect_at_the_next_traced_call(celery_worker):
     trace = RunTrace.objects.get(run_id=run.id)
     [root] = trace.tree()
     assert root["incomplete"] and 0 < len(root["children"]) < 1500
+
+
+def traced_names(user_code: UserCode, fn) -> list[str]:
+    tracer = Tracer(user_code, max_spans=1000, max_bytes=10**6)
+    tracer.start()
+    try:
+        fn()
+    finally:
+        tracer.stop()
+    return [span["name"] for span in tracer.document()["spans"]]
+
+
+def test_a_setting_can_widen_user_code_to_a_library():
+    import json
+
+    from tests import trace_handlers
+
+    def work():
+        trace_handlers.add_tax(json.loads("1"))
+
+    assert traced_names(UserCode([], []), work) == [
+        "test_a_setting_can_widen_user_code_to_a_library.<locals>.work",
+        "add_tax",
+    ]
+    widened = traced_names(UserCode(["json"], []), work)
+    assert "loads" in widened and "JSONDecoder.decode" in widened
+
+
+def test_a_setting_can_narrow_user_code():
+    from tests import trace_handlers
+
+    names = traced_names(UserCode([], ["tests.trace_handlers"]), lambda: trace_handlers.price([]))
+
+    assert names == ["test_a_setting_can_narrow_user_code.<locals>.<lambda>"]
