@@ -6,6 +6,7 @@ the runtime (runtime/); this module only describes the rows and the queries over
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from hotapp.ids import uuid7
 
@@ -95,6 +96,8 @@ class Run(models.Model):
     error_traceback = models.TextField(blank=True, default="")
 
     created_at = models.DateTimeField()
+    # Stamped by every state change (runtime.transitions); dashboards follow changes by it.
+    updated_at = models.DateTimeField(default=timezone.now)
     # When the run last became queued and its doorbell was rung; the sweeper re-rings old ones.
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -109,6 +112,7 @@ class Run(models.Model):
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        permissions = [("operate_run", "Can retry, rerun and cancel runs")]
         constraints = [
             # One row per attempt of a chain: a double-clicked Retry, or a promotion racing the
             # sweeper, cannot create two "attempt 3"s.
@@ -123,6 +127,8 @@ class Run(models.Model):
             models.Index(fields=["-created_at", "-id"], name="run_created_idx"),
             # The whole workflow of one stream (lineage graph, workflow view).
             models.Index(fields=["stream_id"], name="run_stream_idx"),
+            # Live updates: runs changed since a dashboard's cursor.
+            models.Index(fields=["updated_at"], name="run_updated_idx"),
             # Sweeper: queued runs whose doorbell may be lost, oldest first.
             models.Index(fields=["queued_at"], condition=Q(status="queued"), name="run_queued_idx"),
             # Sweeper and retry promotion: pending retries that are due.

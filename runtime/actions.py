@@ -9,6 +9,8 @@ from hotapp.ids import uuid7
 from hotapp.models import TERMINAL_STATUSES, Run, RunStatus, Trigger
 from runtime import dispatch, registry, retries
 from runtime.exceptions import InvalidTransition, RunNotFound
+from runtime.live import runs_changed
+from runtime.transitions import transition
 
 
 def _run_id(run_id: str | uuid.UUID) -> uuid.UUID:
@@ -51,9 +53,11 @@ def rerun(run_id: str | uuid.UUID) -> Run:
             retry_policy=handler.retry.as_dict() if handler else run.retry_policy,
             rerun_of_id=run.id,
             created_at=now,
+            updated_at=now,
             queued_at=now,
         )
         dispatch.enqueue_on_commit([fresh.id])
+        runs_changed()
     return fresh
 
 
@@ -68,13 +72,19 @@ def cancel_run(run_id: str | uuid.UUID) -> str:
     now = timezone.now()
     # Conditional UPDATEs: a worker claiming the run at the same moment either wins (the run is
     # running, and gets a cancel request below) or loses (its claim finds it cancelled).
-    if Run.objects.filter(id=run_id, status__in=[RunStatus.QUEUED, RunStatus.PENDING_RETRY]).update(
-        status=RunStatus.CANCELLED, finished_at=now
+    unstarted = [RunStatus.QUEUED, RunStatus.PENDING_RETRY]
+    if transition(
+        Run.objects.filter(id=run_id, status__in=unstarted),
+        now=now,
+        status=RunStatus.CANCELLED,
+        finished_at=now,
     ):
         return RunStatus.CANCELLED
-    if Run.objects.filter(
-        id=run_id, status=RunStatus.RUNNING, cancel_requested_at__isnull=True
-    ).update(cancel_requested_at=now):
+    if transition(
+        Run.objects.filter(id=run_id, status=RunStatus.RUNNING, cancel_requested_at__isnull=True),
+        now=now,
+        cancel_requested_at=now,
+    ):
         return RunStatus.RUNNING
     run = _get(run_id)
     if run.status == RunStatus.RUNNING:

@@ -11,6 +11,7 @@ from hotapp.ids import uuid7
 from hotapp.models import Event, Run, RunStatus, Trigger
 from runtime import dispatch
 from runtime.context import PendingEvent, current_run
+from runtime.live import runs_changed
 from runtime.payloads import check_json, validate_event_type
 from runtime.registry import handlers_for
 
@@ -76,6 +77,7 @@ def persist_events(
                 status=RunStatus.QUEUED,
                 retry_policy=handler.retry.as_dict(),
                 created_at=now,
+                updated_at=now,
                 queued_at=now,
             )
             for handler in handlers
@@ -85,4 +87,6 @@ def persist_events(
         Run.objects.bulk_create(runs)
     run_ids = [run.id for run in runs]
     dispatch.enqueue_on_commit(run_ids)
+    if run_ids:
+        runs_changed()
     return run_ids

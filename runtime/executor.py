@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -28,9 +28,11 @@ from runtime.db import with_db_retry
 from runtime.events import persist_events
 from runtime.exceptions import Cancelled, HandlerNotFound, PayloadError, type_name
 from runtime.lease import lease_keeper
+from runtime.live import runs_changed
 from runtime.payloads import check_json
 from runtime.retry import delay_ms_before, has_retry_left
 from runtime.tracer import Tracer, set_current_tracer, user_code
+from runtime.transitions import transition
 
 logger = logging.getLogger("hot.executor")
 
@@ -140,12 +142,13 @@ def claim(run_id: uuid.UUID, token: str) -> Run | None:
     lease = now + timedelta(seconds=settings.HOT["RUN_LEASE_SECONDS"])
     meta = Run._meta
     sql = (
-        f"UPDATE {meta.db_table} SET status = %s, started_at = %s, lease_expires_at = %s, "
-        "claimed_by = %s WHERE id = %s AND status = %s RETURNING *"
+        f"UPDATE {meta.db_table} SET status = %s, started_at = %s, updated_at = %s, "
+        "lease_expires_at = %s, claimed_by = %s WHERE id = %s AND status = %s RETURNING *"
     )
     started = meta.get_field("started_at")
     params = [
         str(RunStatus.RUNNING),
+        started.get_db_prep_value(now, connection),
         started.get_db_prep_value(now, connection),
         started.get_db_prep_value(lease, connection),
         token,
@@ -153,6 +156,8 @@ def claim(run_id: uuid.UUID, token: str) -> Run | None:
         str(RunStatus.QUEUED),
     ]
     rows = list(Run.objects.raw(sql, params))
+    if rows:
+        runs_changed()
     return rows[0] if rows else None
 
 
@@ -161,9 +166,8 @@ def _finish_succeeded(
 ) -> None:
     def commit() -> None:
         with transaction.atomic():
-            updated = Run.objects.filter(
-                id=run.id, status=RunStatus.RUNNING, claimed_by=token
-            ).update(
+            updated = transition(
+                Run.objects.filter(id=run.id, status=RunStatus.RUNNING, claimed_by=token),
                 status=RunStatus.SUCCEEDED,
                 result=result,
                 finished_at=timezone.now(),
@@ -190,9 +194,8 @@ def _finish_failed(
 
     def commit() -> None:
         with transaction.atomic():
-            updated = Run.objects.filter(
-                id=run.id, status=RunStatus.RUNNING, claimed_by=token
-            ).update(
+            updated = transition(
+                Run.objects.filter(id=run.id, status=RunStatus.RUNNING, claimed_by=token),
                 status=RunStatus.PENDING_RETRY if retry_delay is not None else RunStatus.FAILED,
                 next_retry_at=now + retry_delay if retry_delay is not None else None,
                 finished_at=now,
@@ -210,15 +213,24 @@ def _finish_failed(
 def _finish_cancelled(run: Run, token: str, trace: dict | None) -> None:
     def commit() -> None:
         with transaction.atomic():
-            if Run.objects.filter(id=run.id, status=RunStatus.RUNNING, claimed_by=token).update(
-                status=RunStatus.CANCELLED, finished_at=timezone.now(), lease_expires_at=None
+            if transition(
+                Run.objects.filter(id=run.id, status=RunStatus.RUNNING, claimed_by=token),
+                status=RunStatus.CANCELLED,
+                finished_at=timezone.now(),
+                lease_expires_at=None,
             ):
                 _save_trace(run.id, trace)
 
     with_db_retry(commit, "cancellation")
 
 
-def describe_error(exc: BaseException) -> dict[str, str]:
+class ErrorFields(TypedDict):
+    error_type: str
+    error_message: str
+    error_traceback: str
+
+
+def describe_error(exc: BaseException) -> ErrorFields:
     """The error columns of a run for an exception, bounded in size."""
     name = type_name(exc)
     tb = "".join(traceback.format_exception(exc))

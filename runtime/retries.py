@@ -9,6 +9,8 @@ from django.utils import timezone
 from hotapp.models import Run, RunStatus
 from runtime import dispatch
 from runtime.exceptions import InvalidTransition
+from runtime.live import runs_changed
+from runtime.transitions import transition
 
 # A promotion message may arrive a hair before next_retry_at by the clock of another machine.
 EARLY_TOLERANCE = timedelta(milliseconds=200)
@@ -22,9 +24,13 @@ def promote(run_id: str | uuid.UUID, now: datetime | None = None) -> Run | None:
     """
     now = now or timezone.now()
     with transaction.atomic():
-        promoted = Run.objects.filter(
-            id=run_id, status=RunStatus.PENDING_RETRY, next_retry_at__lte=now + EARLY_TOLERANCE
-        ).update(status=RunStatus.FAILED)
+        promoted = transition(
+            Run.objects.filter(
+                id=run_id, status=RunStatus.PENDING_RETRY, next_retry_at__lte=now + EARLY_TOLERANCE
+            ),
+            now=now,
+            status=RunStatus.FAILED,
+        )
         if not promoted:
             return None
         return _insert_next_attempt(Run.objects.get(id=run_id), now)
@@ -55,8 +61,10 @@ def _insert_next_attempt(previous: Run, now: datetime) -> Run:
         origin_run_id=previous.origin_run_id or previous.id,
         retry_policy=previous.retry_policy,
         created_at=now,
+        updated_at=now,
         queued_at=now,
     )
     attempt.save(force_insert=True)
     dispatch.enqueue_on_commit([attempt.id])
+    runs_changed()
     return attempt

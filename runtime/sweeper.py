@@ -20,6 +20,7 @@ from hotapp.models import Run, RunStatus
 from runtime import dispatch, retries
 from runtime.exceptions import HotError
 from runtime.executor import describe_error
+from runtime.transitions import transition
 
 logger = logging.getLogger("hot.sweeper")
 BATCH = 500
@@ -77,11 +78,17 @@ def recover_expired_leases(now: datetime) -> int:
         still_lost = Run.objects.filter(id=run_id, status=RunStatus.RUNNING, claimed_by=token)
         if cancel_requested_at is not None:
             # Someone asked to stop it and its worker is gone: it has stopped.
-            ended += still_lost.update(
-                status=RunStatus.CANCELLED, finished_at=now, lease_expires_at=None
+            ended += transition(
+                still_lost,
+                now=now,
+                status=RunStatus.CANCELLED,
+                finished_at=now,
+                lease_expires_at=None,
             )
         elif recoveries < settings.HOT["MAX_RECOVERIES"]:
-            if still_lost.update(
+            if transition(
+                still_lost,
+                now=now,
                 status=RunStatus.QUEUED,
                 claimed_by="",
                 started_at=None,
@@ -97,8 +104,13 @@ def recover_expired_leases(now: datetime) -> int:
                     f"(HOT_MAX_RECOVERIES={settings.HOT['MAX_RECOVERIES']}); last claim {token}"
                 )
             )
-            ended += still_lost.update(
-                status=RunStatus.FAILED, finished_at=now, lease_expires_at=None, **error
+            ended += transition(
+                still_lost,
+                now=now,
+                status=RunStatus.FAILED,
+                finished_at=now,
+                lease_expires_at=None,
+                **error,
             )
     if recovered:
         logger.warning(
@@ -110,8 +122,12 @@ def recover_expired_leases(now: datetime) -> int:
 
 def force_overdue_cancels(now: datetime) -> int:
     cutoff = now - timedelta(seconds=settings.HOT["CANCEL_GRACE_SECONDS"])
-    return Run.objects.filter(status=RunStatus.RUNNING, cancel_requested_at__lte=cutoff).update(
-        status=RunStatus.CANCELLED, finished_at=now, lease_expires_at=None
+    return transition(
+        Run.objects.filter(status=RunStatus.RUNNING, cancel_requested_at__lte=cutoff),
+        now=now,
+        status=RunStatus.CANCELLED,
+        finished_at=now,
+        lease_expires_at=None,
     )
 
 

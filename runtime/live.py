@@ -1,0 +1,55 @@
+"""Telling open dashboards that runs changed.
+
+The message is a doorbell, like the Celery one: it carries no data. Each dashboard connection
+then reads what changed since its cursor (Run.updated_at) from the database. Rings are coalesced
+per process to at most one message every RING_INTERVAL seconds, so 1,000 transitions a second
+cost ten channel-layer messages, not a thousand.
+"""
+
+import logging
+import threading
+
+from asgiref.sync import async_to_sync
+from django.db import transaction
+
+logger = logging.getLogger("hot.live")
+GROUP = "hot.runs"
+RING_INTERVAL = 0.1
+
+
+class _Bell:
+    def __init__(self) -> None:
+        self._pending = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def ring(self) -> None:
+        self._pending.set()
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._loop, name="hot-live", daemon=True)
+                    self._thread.start()
+
+    def _loop(self) -> None:
+        from channels.layers import get_channel_layer
+
+        while True:
+            self._pending.wait()
+            self._pending.clear()
+            layer = get_channel_layer()
+            if layer is not None:
+                try:
+                    async_to_sync(layer.group_send)(GROUP, {"type": "runs.changed"})
+                except Exception:
+                    logger.warning("could not notify dashboards", exc_info=True)
+            # Rings during this pause collapse into the next message.
+            threading.Event().wait(RING_INTERVAL)
+
+
+_bell = _Bell()
+
+
+def runs_changed() -> None:
+    """Ring the dashboards' doorbell once the current transaction commits (at once outside one)."""
+    transaction.on_commit(_bell.ring)
