@@ -1,4 +1,4 @@
-"""ASGI entry point: `daphne hotapp.asgi:application`."""
+"""ASGI entry point: `daphne hotapp.asgi:application` serves pages, static files and websockets."""
 
 import os
 
@@ -7,8 +7,21 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hotapp.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402  (after Django is set up)
+# Imported after Django is set up: they load models.
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-# The dashboard's few static files are served by the app itself, so `daphne` alone is enough.
-application = ProtocolTypeRouter({"http": ASGIStaticFilesHandler(django_asgi_app)})
+from hotapp.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        # The dashboard's few static files are served by the app itself: `daphne` is enough.
+        "http": ASGIStaticFilesHandler(django_asgi_app),
+        # Sessions identify the user; a page from another origin cannot open the socket.
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
+    }
+)

@@ -9,6 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from hotapp.ids import uuid7
+from hotapp.querysets import EventQuerySet, RunQuerySet
 
 
 class Trigger(models.TextChoices):
@@ -46,6 +47,8 @@ class Event(models.Model):
     created_at = models.DateTimeField()
     # Whether any handler subscribed to this type when it was sent (False: stored, unhandled).
     is_handled = models.BooleanField(default=False)
+
+    objects = EventQuerySet.as_manager()
 
     class Meta:
         indexes = [
@@ -111,6 +114,8 @@ class Run(models.Model):
     recovery_count = models.PositiveSmallIntegerField(default=0)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
 
+    objects = RunQuerySet.as_manager()
+
     class Meta:
         permissions = [("operate_run", "Can retry, rerun and cancel runs")]
         constraints = [
@@ -125,6 +130,10 @@ class Run(models.Model):
         indexes = [
             # Newest-first run list, paginated by (created_at, id).
             models.Index(fields=["-created_at", "-id"], name="run_created_idx"),
+            # Run list filtered by status, function or event type, newest first.
+            models.Index(fields=["status", "-created_at", "-id"], name="run_status_idx"),
+            models.Index(fields=["function", "-created_at", "-id"], name="run_function_idx"),
+            models.Index(fields=["event_type", "-created_at", "-id"], name="run_event_type_idx"),
             # The whole workflow of one stream (lineage graph, workflow view).
             models.Index(fields=["stream_id"], name="run_stream_idx"),
             # Live updates: runs changed since a dashboard's cursor.

@@ -1,11 +1,18 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from hotapp import views
 
 urlpatterns = [
     path("", views.run_list, name="run-list"),
+    path("overview/", views.overview, name="overview"),
     path("runs/<uuid:run_id>/", views.run_detail, name="run-detail"),
+    path("runs/<uuid:run_id>/trace.json", views.run_trace, name="run-trace"),
+    path("runs/<uuid:run_id>/<str:action>/", views.run_action, name="run-action"),
     path("events/", views.event_list, name="event-list"),
+    path("events/<uuid:event_id>/", views.event_detail, name="event-detail"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
 ]

@@ -1,33 +1,212 @@
-"""Hot App pages. For now: the newest runs and events, and one run with its lineage."""
+"""Hot App pages: overview, runs, run detail, events, event detail; and the run actions.
 
-from django.shortcuts import get_object_or_404, render
+Every page needs a login; actions also need the `hotapp.operate_run` permission. The same
+template serves a full page and its htmx fragments (template partials).
+"""
 
-from hotapp.models import Event, Run
+from datetime import timedelta
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from hotapp.filters import EventFilterForm, RunFilterForm, encode_cursor
+from hotapp.lineage import stream_graph
+from hotapp.models import TERMINAL_STATUSES, Event, Run, RunStatus, RunTrace
+from hotapp.querysets import minutes_back
+from runtime import HotError, cancel_run, rerun, retry_run
+from runtime.registry import all_handlers
 
 PAGE_SIZE = 50
 
 
-def run_list(request):
-    runs = Run.objects.order_by("-created_at", "-id")[:PAGE_SIZE]
-    return render(request, "hotapp/runs.html", {"runs": runs})
+def _next_page_url(request: HttpRequest, rows: list) -> str:
+    params = request.GET.copy()
+    params["after"] = encode_cursor(rows[-1].created_at, rows[-1].id)
+    return "?" + params.urlencode()
 
 
-def run_detail(request, run_id):
-    run = get_object_or_404(Run.objects.select_related("event", "event__source_run"), id=run_id)
+def _filter_choices() -> dict:
+    handlers = all_handlers()
+    return {
+        "functions": [h.name for h in handlers],
+        "event_types": sorted({h.event_type for h in handlers}),
+    }
+
+
+@login_required
+def run_list(request: HttpRequest) -> HttpResponse:
+    form = RunFilterForm(request.GET)
+    runs: list[Run] = []
+    has_more = False
+    if form.is_valid():
+        runs, has_more = Run.objects.filtered(form.cleaned_data).page(
+            form.cleaned_data["after"], PAGE_SIZE
+        )
+    context = {
+        "form": form,
+        "errors": form.error_messages(),
+        "runs": runs,
+        "next_url": _next_page_url(request, runs) if has_more else "",
+        "statuses": RunStatus.choices,
+        "selected_statuses": request.GET.getlist("status"),
+        "is_first_page": not request.GET.get("after"),
+        "live_cursor": timezone.now().isoformat(),
+        **_filter_choices(),
+    }
+    if request.htmx and request.GET.get("after"):
+        return render(request, "hotapp/runs.html#run-rows", context)
+    if request.htmx and request.htmx.target == "runs-region":
+        return render(request, "hotapp/runs.html#runs-region", context)
+    return render(request, "hotapp/runs.html", context)
+
+
+def _attempts(run: Run) -> list[Run]:
     origin_id = run.origin_run_id or run.id
-    attempts = Run.objects.filter(id=origin_id) | Run.objects.filter(origin_run_id=origin_id)
-    sent = Event.objects.filter(source_run=run).prefetch_related("runs").order_by("created_at")
+    return list(Run.objects.filter(id=origin_id).union(Run.objects.filter(origin_run_id=origin_id)))
+
+
+def run_context(request: HttpRequest, run: Run) -> dict:
+    trace = RunTrace.objects.filter(run=run).values("span_count", "is_truncated").first()
+    return {
+        "run": run,
+        "attempts": sorted(_attempts(run), key=lambda r: r.attempt),
+        "graph": stream_graph(run.stream_id, run.id),
+        "trace_info": trace,
+        "can_operate": request.user.has_perm("hotapp.operate_run"),
+        "is_terminal": run.status in TERMINAL_STATUSES,
+    }
+
+
+@login_required
+def run_detail(request: HttpRequest, run_id) -> HttpResponse:
+    run = get_object_or_404(
+        Run.objects.select_related("event", "event__source_run", "rerun_of"), id=run_id
+    )
+    template = "hotapp/run_detail.html"
+    if request.htmx and request.htmx.target == "run-live":
+        template += "#run-live"
+    return render(request, template, run_context(request, run))
+
+
+@login_required
+def run_trace(request: HttpRequest, run_id) -> JsonResponse:
+    trace = RunTrace.objects.filter(run_id=run_id).values_list("data", flat=True).first()
+    if trace is None:
+        raise Http404("This run has no trace.")
+    return JsonResponse(trace)
+
+
+ACTIONS = {"retry": retry_run, "rerun": rerun, "cancel": cancel_run}
+DONE = {
+    "retry": "Retry queued as attempt {attempt}.",
+    "rerun": "Rerun queued.",
+    "cancel": "Cancel requested.",
+}
+
+
+@require_POST
+@login_required
+@permission_required("hotapp.operate_run", raise_exception=True)
+def run_action(request: HttpRequest, run_id, action: str) -> HttpResponse:
+    if action not in ACTIONS:
+        raise Http404("No such action.")
+    try:
+        outcome = ACTIONS[action](run_id)
+    except HotError as exc:
+        messages.error(request, str(exc))
+    else:
+        attempt = getattr(outcome, "attempt", None)
+        messages.success(request, DONE[action].format(attempt=attempt))
+        if action == "rerun":
+            # A rerun is a new run in a new stream: go and watch it.
+            return redirect("run-detail", run_id=outcome.id)
+    if request.htmx:
+        run = get_object_or_404(Run.objects.select_related("event", "event__source_run"), id=run_id)
+        return render(request, "hotapp/run_detail.html#run-live", run_context(request, run))
+    return redirect("run-detail", run_id=run_id)
+
+
+@login_required
+def event_list(request: HttpRequest) -> HttpResponse:
+    form = EventFilterForm(request.GET)
+    events: list[Event] = []
+    has_more = False
+    if form.is_valid():
+        events, has_more = (
+            Event.objects.filtered(form.cleaned_data)
+            .prefetch_related("runs")
+            .page(form.cleaned_data["after"], PAGE_SIZE)
+        )
+    context = {
+        "form": form,
+        "errors": form.error_messages(),
+        "events": events,
+        "next_url": _next_page_url(request, events) if has_more else "",
+        **_filter_choices(),
+    }
+    if request.htmx and request.GET.get("after"):
+        return render(request, "hotapp/events.html#event-rows", context)
+    if request.htmx and request.htmx.target == "events-region":
+        return render(request, "hotapp/events.html#events-region", context)
+    return render(request, "hotapp/events.html", context)
+
+
+@login_required
+def event_detail(request: HttpRequest, event_id) -> HttpResponse:
+    event = get_object_or_404(Event.objects.select_related("source_run"), id=event_id)
     return render(
         request,
-        "hotapp/run_detail.html",
+        "hotapp/event_detail.html",
         {
-            "run": run,
-            "attempts": attempts.order_by("attempt"),
-            "sent_events": sent,
+            "event": event,
+            "runs": event.runs.order_by("created_at", "attempt"),
+            "graph": stream_graph(event.stream_id),
         },
     )
 
 
-def event_list(request):
-    events = Event.objects.order_by("-created_at", "-id").prefetch_related("runs")[:PAGE_SIZE]
-    return render(request, "hotapp/events.html", {"events": events})
+@login_required
+def overview(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(days=1)
+    start = minutes_back(now, 60)
+    minutes = {row["minute"]: row for row in Run.objects.per_minute(start)}
+    rows = [minutes.get(start + timedelta(minutes=i), {"total": 0, "failed": 0}) for i in range(60)]
+    peak = max(row["total"] for row in rows) or 1
+    buckets = []
+    for i, row in enumerate(rows):  # bar geometry for the SVG chart (600 x 150 units)
+        height, failed_height = 140 * row["total"] / peak, 140 * row["failed"] / peak
+        buckets.append(
+            {
+                "minute": start + timedelta(minutes=i),
+                "total": row["total"],
+                "failed": row["failed"],
+                "x": i * 10,
+                "y": 150 - height,
+                "height": height,
+                "failed_y": 150 - failed_height,
+                "failed_height": failed_height,
+            }
+        )
+    hour_counts = Run.objects.status_counts(hour_ago)
+    day_counts = Run.objects.status_counts(day_ago)
+    return render(
+        request,
+        "hotapp/overview.html",
+        {
+            "status_rows": [
+                (value, label, hour_counts.get(value, 0), day_counts.get(value, 0))
+                for value, label in RunStatus.choices
+            ],
+            "buckets": buckets,
+            "peak": peak,
+            "functions": Run.objects.per_function(hour_ago),
+            "failures": Run.objects.recent_failures(10),
+            "runs_url": "/?" + urlencode({"status": "failed"}),
+        },
+    )

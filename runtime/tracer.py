@@ -302,9 +302,12 @@ class Tracer:
     def document(self) -> dict[str, Any]:
         """The trace as stored: spans in call order, each naming its parent's index."""
         now_us = (time.perf_counter_ns() - self.t0) // 1000
+        # Offsets count from the first recorded call, not from when tracing was switched on.
+        origin = self.spans[0]["start_us"] if self.spans else 0
         for span in self.spans:
+            span["start_us"] -= origin
             if "duration_us" not in span:  # never returned: cancelled, or an abandoned generator
-                span["duration_us"] = now_us - span["start_us"]
+                span["duration_us"] = now_us - origin - span["start_us"]
                 span["incomplete"] = True
             span.pop("_exc", None)
         return {

@@ -1,6 +1,7 @@
 import json
 
 from django import template
+from django.urls import reverse
 
 register = template.Library()
 
@@ -12,6 +13,39 @@ def pretty_json(value) -> str:
 
 
 @register.filter
+def compact_json(value) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+@register.filter
 def short_function(name: str) -> str:
     """`app.handlers.on_order_created` → `on_order_created`; the full name goes in a title."""
     return name.rsplit(".", 1)[-1]
+
+
+@register.filter
+def duration(ms: float | None) -> str:
+    if ms is None:
+        return ""
+    if ms < 1:
+        return f"{ms * 1000:.0f} µs"
+    if ms < 1000:
+        return f"{ms:.1f} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes}m {seconds:02d}s"
+
+
+@register.filter
+def percent(value: float) -> str:
+    return f"{value * 100:.1f}%"
+
+
+@register.simple_tag
+def runs_url(**params) -> str:
+    """A runs-list link with the given filters (status="failed", function=…)."""
+    from urllib.parse import urlencode
+
+    return reverse("run-list") + "?" + urlencode({k: v for k, v in params.items() if v})

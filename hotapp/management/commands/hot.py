@@ -9,6 +9,7 @@ hot sweep                    one sweeper pass, printing what it did
 
 import json
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -88,6 +89,7 @@ class Command(BaseCommand):
         from runtime import embedded
 
         call_command("migrate", interactive=False, verbosity=0)
+        username, password = ensure_dev_user()
         if not settings.REDIS_URL and "HOT_REQUEUE_AFTER_SECONDS" not in os.environ:
             # The in-process broker cannot hear `hot send` from another terminal; the sweeper
             # rings for those runs soon instead of after the production default of 30 s.
@@ -105,6 +107,7 @@ class Command(BaseCommand):
         mode = "PostgreSQL" if settings.DATABASE_URL else f"SQLite ({database['NAME']})"
         self.stdout.write(self.style.SUCCESS(f"Hot App is running at {url}"))
         self.stdout.write(f"  database: {mode}; broker: {settings.CELERY_BROKER_URL}")
+        self.stdout.write(f"  log in as: {username} / {password}")
         self.stdout.write(f"  worker: in-process, {concurrency} threads; sweeper: in-process")
         if not no_demo:
             self.stdout.write(f"  demo: sent {demo_orders} orders into the 3-step order workflow")
@@ -118,3 +121,22 @@ class Command(BaseCommand):
             ).run()
         finally:
             running.stop()
+
+
+def ensure_dev_user() -> tuple[str, str]:
+    """The embedded default's login: `admin` with a password made once and kept in HOT_DATA_DIR."""
+    from django.contrib.auth import get_user_model
+
+    password_file = settings.DATA_DIR / "dev-password"
+    if password_file.exists():
+        password = password_file.read_text().strip()
+    else:
+        password = secrets.token_urlsafe(9)
+        password_file.write_text(password + "\n")
+        password_file.chmod(0o600)
+    user, _ = get_user_model().objects.get_or_create(username="admin")
+    if not (user.is_superuser and user.check_password(password)):
+        user.is_superuser = user.is_staff = True
+        user.set_password(password)
+        user.save()
+    return user.username, password

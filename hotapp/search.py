@@ -1,0 +1,128 @@
+"""The dashboard's search box: `key:value` terms on JSON paths and free-text words.
+
+    order_id:42 customer.email:a@b.c "card declined" timeout
+
+On PostgreSQL a `key:value` term is a containment test (`input @> '{"order_id": 42}'`) served by
+GIN indexes, and a word is an ILIKE over the payloads' text served by trigram indexes (migration
+0004). SQLite, the embedded default, answers the same queries by scanning.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection
+from django.db.models import BooleanField, Q, QuerySet, TextField
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import Cast
+
+KEY_RE = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*")
+TOKEN_RE = re.compile(r'([^\s":]+):"([^"]*)"|"([^"]*)"|(\S+)')
+MIN_WORD = 3
+MAX_TERMS = 8
+
+# The text a free-text search matches, exactly as the trigram indexes of migration 0004 index it.
+RUN_TEXT_SQL = (
+    '("hotapp_run"."input"::text || \' \' || coalesce("hotapp_run"."result"::text, \'\') '
+    '|| \' \' || "hotapp_run"."error_type" || \' \' || "hotapp_run"."error_message")'
+)
+EVENT_TEXT_SQL = '("hotapp_event"."data"::text)'
+
+
+class SearchError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Search:
+    pairs: tuple[tuple[tuple[str, ...], str], ...] = ()  #: (JSON path, value as typed)
+    words: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs or self.words)
+
+    @classmethod
+    def parse(cls, text: str) -> "Search":
+        if text.count('"') % 2:
+            raise SearchError('A quote (") is not closed.')
+        pairs, words = [], []
+        for keyed, keyed_value, quoted, bare in TOKEN_RE.findall(text):
+            if keyed:
+                key, value = keyed, keyed_value
+            elif quoted:
+                key, value = "", quoted
+            elif ":" in bare.strip(":") and not bare.startswith(":"):
+                key, value = bare.split(":", 1)
+            else:
+                if bare.startswith(":") or bare.endswith(":"):
+                    raise SearchError(f"“{bare}” needs a key and a value, as in order_id:42.")
+                key, value = "", bare
+            if key:
+                if not KEY_RE.fullmatch(key):
+                    raise SearchError(
+                        f"“{key}” is not a key path: use names joined by dots, as in "
+                        "customer.email."
+                    )
+                if not value:
+                    raise SearchError(f"“{key}:” needs a value, as in {key}:42.")
+                pairs.append((tuple(key.split(".")), value))
+            else:
+                if len(value.strip()) < MIN_WORD:
+                    raise SearchError(
+                        f"“{value}” is too short: free-text words need at least {MIN_WORD} "
+                        "characters."
+                    )
+                words.append(value.strip())
+        if len(pairs) + len(words) > MAX_TERMS:
+            raise SearchError(f"Use at most {MAX_TERMS} search terms.")
+        return cls(tuple(pairs), tuple(words))
+
+    def apply(self, qs: QuerySet, json_fields: tuple[str, ...], text_sql: str) -> QuerySet:
+        """Narrow `qs` to rows whose `json_fields` hold every pair and whose text has every word."""
+        postgres = connection.vendor == "postgresql"
+        for path, raw in self.pairs:
+            match = Q()
+            for value in candidates(raw):
+                for field in json_fields:
+                    if postgres:
+                        match |= Q(**{f"{field}__contains": nested(path, value)})
+                    else:
+                        match |= Q(**{f"{field}__{'__'.join(path)}": value})
+            qs = qs.filter(match)
+        for word in self.words:
+            pattern = "%" + like_escape(word) + "%"
+            if postgres:
+                qs = qs.filter(RawSQL(f"{text_sql} ILIKE %s", [pattern], BooleanField()))
+            else:
+                text = Q()
+                for field in json_fields:
+                    text |= Q(**{f"{field}_text__icontains": word})
+                qs = qs.annotate(**{f"{f}_text": Cast(f, TextField()) for f in json_fields})
+                if "input" in json_fields:  # runs: errors are searched as text too
+                    text |= Q(error_type__icontains=word) | Q(error_message__icontains=word)
+                qs = qs.filter(text)
+        return qs
+
+
+def candidates(raw: str) -> list[Any]:
+    """`42` may be the number or the string: match either."""
+    values: list[Any] = [raw]
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        return values
+    if parsed is None or isinstance(parsed, bool | int | float):
+        values.append(parsed)
+    return values
+
+
+def nested(path: tuple[str, ...], value: Any) -> dict:
+    result: Any = value
+    for key in reversed(path):
+        result = {key: result}
+    return result
+
+
+def like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
