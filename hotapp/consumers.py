@@ -51,6 +51,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         self.subscription: dict | None = None
         self.cursor = timezone.now()
+        # After an overflow the page reloads itself: nothing older than this needs sending.
+        self.floor: datetime | None = None
         self.sent: dict[str, str] = {}  # run id -> updated_at last sent
         self.last_flush = 0.0
         self.flush_task: asyncio.Task | None = None
@@ -81,6 +83,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "message": "Unknown subscription."})
             return
         self.cursor = _parse_time(content.get("cursor")) if content.get("cursor") else self.cursor
+        self.floor = None
         self.sent.clear()
         await self.flush()  # catch up on anything missed before (re)connecting
 
@@ -134,6 +137,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return None
         filters = {**form.cleaned_data, "after": None}
         since = self.cursor - OVERLAP
+        if self.floor is not None:
+            since = max(since, self.floor)
         changed = list(
             Run.objects.filter(updated_at__gte=since)
             .order_by("updated_at")
@@ -141,7 +146,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         )
         if len(changed) > MAX_ROWS:
             # Too much at once for a browser: skip ahead and let the page refresh itself.
-            self.cursor = timezone.now()
+            self.cursor = self.floor = timezone.now()
             self.sent.clear()
             return {"type": "overflow", "cursor": self.cursor.isoformat()}
         fresh = {

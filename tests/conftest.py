@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -171,6 +170,37 @@ def drain(max_rounds: int = 50) -> None:
             return
         for run_id in queued:
             executor.execute(run_id)
+        # Due now, whatever the policy's delay.
+        Run.objects.filter(id__in=pending).update(next_retry_at=timezone.now())
         for run_id in pending:
-            retries.promote(run_id, now=timezone.now() + timedelta(days=1))
+            retries.promote(run_id)
     raise AssertionError("runs still queued after draining")
+
+
+# Personas: alice operates runs (retry/rerun/cancel), bob only looks, charlie is not logged in.
+
+
+@pytest.fixture
+def alice(django_user_model):
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("alice", password="alice-pass")
+    user.user_permissions.add(Permission.objects.get(codename="operate_run"))
+    return user
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return django_user_model.objects.create_user("bob", password="bob-pass")
+
+
+@pytest.fixture
+def alice_client(client, alice):
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def bob_client(client, bob):
+    client.force_login(bob)
+    return client

@@ -1,10 +1,13 @@
 """The embedded default: `hot dev` on SQLite with its in-process worker, as a user starts it."""
 
+import http.cookiejar
 import os
+import re
 import socket
 import sqlite3
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -17,6 +20,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def logged_in_get(url: str, username: str, password: str) -> str:
+    """Log in through the login form, as a browser would, and fetch `url`."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    login = url + "login/"
+    form = opener.open(login, timeout=10).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+    data = urllib.parse.urlencode(
+        {"username": username, "password": password, "csrfmiddlewaretoken": token, "next": "/"}
+    ).encode()
+    opener.open(urllib.request.Request(login, data=data, headers={"Referer": login}), timeout=10)
+    with opener.open(url, timeout=10) as response:
+        assert response.url == url, "login failed"
+        return response.read().decode()
 
 
 def test_hot_dev_runs_the_demo_workflow_to_completion_on_sqlite(tmp_path):
@@ -58,9 +77,8 @@ def test_hot_dev_runs_the_demo_workflow_to_completion_on_sqlite(tmp_path):
             ]
             * 2
         )
-        with urllib.request.urlopen(url, timeout=10) as response:
-            page = response.read().decode()
-        assert response.status == 200
+        password = re.search(r"log in as: admin / (\S+)", log.read_text()).group(1)
+        page = logged_in_get(url, "admin", password)
         assert "on_order_shipped" in page and "↻1" in page
     finally:
         proc.terminate()

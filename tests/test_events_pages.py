@@ -1,0 +1,69 @@
+"""The events list and an event's page."""
+
+import re
+
+import pytest
+
+from hotapp.models import Event
+from runtime import send
+from tests.conftest import drain
+
+pytestmark = pytest.mark.django_db
+
+
+def shown_ids(response) -> list[str]:
+    return re.findall(r'id="event-([0-9a-f-]{36})"', response.content.decode())
+
+
+@pytest.fixture
+def events():
+    send("order:created", {"order_id": 7, "items": []})
+    send("nobody:listens", {"note": "lost in space"})
+    drain()
+
+
+def test_it_lists_events_with_payload_and_the_runs_they_triggered(alice_client, events):
+    page = alice_client.get("/events/").content.decode()
+
+    assert len(re.findall(r'id="event-[0-9a-f]{8}-', page)) == Event.objects.count() == 4
+    assert "order:paid" in page and "on_order_paid" in page
+    assert "unhandled" in page
+
+
+def test_it_filters_by_type_and_by_handled(alice_client, events):
+    by_type = alice_client.get("/events/?type=order:shipped")
+    unhandled = alice_client.get("/events/?handled=no")
+
+    assert [Event.objects.get(id=i).type for i in shown_ids(by_type)] == ["order:shipped"]
+    assert [Event.objects.get(id=i).type for i in shown_ids(unhandled)] == ["nobody:listens"]
+
+
+def test_it_searches_event_payloads(alice_client, events):
+    by_value = alice_client.get("/events/", {"q": "order_id:7"})
+    by_text = alice_client.get("/events/", {"q": "space"})
+
+    assert len(shown_ids(by_value)) == 3
+    assert [Event.objects.get(id=i).type for i in shown_ids(by_text)] == ["nobody:listens"]
+
+
+def test_bad_search_input_gets_a_clear_message(alice_client, events):
+    response = alice_client.get("/events/", {"q": 'x:"unclosed'})
+
+    assert response.status_code == 200
+    assert "quote" in response.content.decode()
+
+
+def test_an_event_page_shows_its_payload_sender_runs_and_lineage(alice_client, events):
+    paid = Event.objects.get(type="order:paid")
+    page = alice_client.get(f"/events/{paid.id}/").content.decode()
+
+    assert "&quot;order_id&quot;: 7" in page
+    assert f'href="/runs/{paid.source_run_id}/"' in page
+    assert "on_order_paid" in page
+    assert f'data-node="{paid.id}"' in page
+
+
+def test_an_unhandled_event_page_says_no_handler_subscribed(alice_client, events):
+    lost = Event.objects.get(type="nobody:listens")
+
+    assert "No handler subscribed" in alice_client.get(f"/events/{lost.id}/").content.decode()

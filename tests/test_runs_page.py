@@ -1,0 +1,189 @@
+"""The runs list: filters, payload search, keyset pagination and clear messages for bad input."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from hotapp.models import Run
+from runtime import send
+from tests.conftest import drain
+
+pytestmark = pytest.mark.django_db
+
+
+def shown_ids(response) -> list[str]:
+    return re.findall(r'id="run-([0-9a-f-]{36})"', response.content.decode())
+
+
+@pytest.fixture
+def orders():
+    for n in range(3):
+        send(
+            "order:created",
+            {"order_id": 40 + n, "customer": {"email": f"c{n}@example.com"}, "items": []},
+        )
+    drain()
+
+
+def test_it_lists_runs_newest_first_with_status_attempt_and_trigger(alice_client, orders):
+    response = alice_client.get("/")
+    page = response.content.decode()
+
+    ids = shown_ids(response)
+    expected = [str(r.id) for r in Run.objects.order_by("-created_at", "-id")]
+    assert ids == expected
+    assert "status-failed" in page and "status-succeeded" in page
+    assert "↻1" in page
+    assert "order:shipped" in page
+    assert 'title="hotapp.demo.handlers.on_order_paid"' in page
+
+
+def test_it_filters_by_several_statuses_at_once(alice_client, orders):
+    send("test:downstream")  # stays queued
+    response = alice_client.get("/?status=failed&status=queued")
+
+    statuses = set(Run.objects.filter(id__in=shown_ids(response)).values_list("status", flat=True))
+    assert statuses == {"failed", "queued"}
+    assert len(shown_ids(response)) == 4
+
+
+def test_it_filters_by_function_and_by_event_type(alice_client, orders):
+    by_function = alice_client.get("/?function=hotapp.demo.handlers.on_order_paid")
+    by_type = alice_client.get("/?event_type=order:shipped")
+
+    assert len(shown_ids(by_function)) == 3
+    assert {Run.objects.get(id=i).function for i in shown_ids(by_function)} == {
+        "hotapp.demo.handlers.on_order_paid"
+    }
+    assert {Run.objects.get(id=i).event_type for i in shown_ids(by_type)} == {"order:shipped"}
+
+
+def test_it_filters_by_time_range(alice_client, orders):
+    old = Run.objects.order_by("created_at").first()
+    Run.objects.filter(id=old.id).update(created_at=timezone.now() - timedelta(days=3))
+    since = (timezone.now() - timedelta(days=4)).strftime("%Y-%m-%dT%H:%M")
+    until = (timezone.now() - timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
+
+    response = alice_client.get(f"/?since={since}&until={until}")
+
+    assert shown_ids(response) == [str(old.id)]
+
+
+def test_a_key_value_search_finds_runs_by_a_nested_payload_value(alice_client, orders):
+    response = alice_client.get("/", {"q": "customer.email:c1@example.com"})
+
+    runs = Run.objects.filter(id__in=shown_ids(response))
+    assert {r.input["customer"]["email"] for r in runs} == {"c1@example.com"}
+    assert runs.count() == 2  # the failed first attempt and its retry
+
+
+def test_a_key_value_search_matches_numbers_and_results(alice_client, orders):
+    by_number = alice_client.get("/", {"q": "order_id:41"})
+    by_result = alice_client.get("/", {"q": "tracking:TRK000042"})
+
+    assert {Run.objects.get(id=i).input.get("order_id") for i in shown_ids(by_number)} == {41}
+    assert len(shown_ids(by_number)) == 4  # every step of order 41 carries its id
+    # on_order_paid returned the tracking number; on_order_shipped received it as input.
+    assert {Run.objects.get(id=i).function.rsplit(".", 1)[1] for i in shown_ids(by_result)} == {
+        "on_order_paid",
+        "on_order_shipped",
+    }
+
+
+def test_a_free_text_search_looks_in_input_result_and_error(alice_client, orders):
+    in_input = alice_client.get("/", {"q": "c2@example"})
+    in_error = alice_client.get("/", {"q": '"card network"'})
+
+    assert len(shown_ids(in_input)) == 2
+    assert {Run.objects.get(id=i).status for i in shown_ids(in_error)} == {"failed"}
+    assert len(shown_ids(in_error)) == 3
+
+
+def test_search_terms_combine_with_filters(alice_client, orders):
+    response = alice_client.get("/", {"q": "order_id:40", "status": "succeeded"})
+
+    runs = Run.objects.filter(id__in=shown_ids(response))
+    assert {r.status for r in runs} == {"succeeded"}
+    assert sorted((r.function.rsplit(".", 1)[1], r.attempt) for r in runs) == [
+        ("on_order_created", 2),
+        ("on_order_paid", 1),
+        ("on_order_shipped", 1),
+    ]
+
+
+def test_search_wildcards_are_taken_literally(alice_client, orders):
+    response = alice_client.get("/", {"q": "%%%"})
+
+    assert shown_ids(response) == []
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("status=exploded", "exploded is not one of the available choices"),
+        ("since=yesterday", "Enter a valid date/time"),
+        ("since=2026-01-02T00:00&until=2026-01-01T00:00", "must be later"),
+        ("q=%22unclosed", "quote"),
+        ("q=:42", "needs a key and a value"),
+        ("q=order_id:", "needs a key and a value"),
+        ("q=ab", "too short"),
+        ("q=a..b:1", "not a key path"),
+        ("after=garbage", "page link is broken"),
+    ],
+)
+def test_bad_filter_input_gets_a_clear_message_not_an_error(alice_client, orders, query, message):
+    response = alice_client.get("/?" + query)
+
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert shown_ids(response) == []
+
+
+def test_keyset_pagination_walks_every_run_once(alice_client, settings, monkeypatch):
+    monkeypatch.setattr("hotapp.views.PAGE_SIZE", 4)
+    for n in range(5):
+        send("test:downstream", {"n": n})
+    send("test:fanout")
+    send("test:fanout")  # 9 runs, some created in the same transaction
+    seen: list[str] = []
+    url = "/"
+    while url:
+        response = alice_client.get(url)
+        seen += shown_ids(response)
+        more = re.search(r'<a href="(\?[^"]*after=[^"]+)"', response.content.decode())
+        url = "/" + more.group(1).replace("&amp;", "&") if more else ""
+
+    assert len(seen) == len(set(seen)) == 9
+    assert seen == [str(r.id) for r in Run.objects.order_by("-created_at", "-id")]
+
+
+def test_the_next_page_keeps_the_filters(alice_client, monkeypatch, orders):
+    monkeypatch.setattr("hotapp.views.PAGE_SIZE", 1)
+    page = alice_client.get("/?status=succeeded").content.decode()
+
+    link = re.search(r'<a href="(\?[^"]*)"', page).group(1)
+    assert "status=succeeded" in link and "after=" in link
+
+
+def test_htmx_gets_only_the_fragment_it_asks_for(alice_client, orders, monkeypatch):
+    region = alice_client.get(
+        "/?status=failed", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="runs-region"
+    )
+    monkeypatch.setattr("hotapp.views.PAGE_SIZE", 2)
+    first = alice_client.get("/").content.decode()
+    after = re.search(r"after=([^\"&]+)", first).group(1)
+    rows = alice_client.get(f"/?after={after}", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="closest tr")
+
+    assert b"<html" not in region.content
+    assert region.content.lstrip().startswith(b'<section id="runs-region"')
+    assert len(shown_ids(region)) == 3
+    assert rows.content.lstrip().startswith(b"<tr id=")
+    assert len(shown_ids(rows)) == 2
+
+
+def test_the_filter_form_works_without_javascript(alice_client, orders):
+    page = alice_client.get("/").content.decode()
+
+    assert '<form id="filters" class="filters" method="get" action="/"' in page
