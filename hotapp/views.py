@@ -72,9 +72,12 @@ def _attempts(run: Run) -> list[Run]:
 
 def run_context(request: HttpRequest, run: Run) -> dict:
     trace = RunTrace.objects.filter(run=run).values("span_count", "is_truncated").first()
+    attempts = sorted(_attempts(run), key=lambda r: r.attempt)
     return {
         "run": run,
-        "attempts": sorted(_attempts(run), key=lambda r: r.attempt),
+        "attempts": attempts,
+        # Only the newest attempt of a chain can be retried (an older one already was).
+        "is_latest_attempt": run.attempt == attempts[-1].attempt,
         "graph": stream_graph(run.stream_id, run.id),
         "trace_info": trace,
         "can_operate": request.user.has_perm("hotapp.operate_run"),

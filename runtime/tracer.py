@@ -240,7 +240,7 @@ class Tracer:
             120
             + len(span["name"])
             + len(span["file"])
-            + sum(len(k) + len(v) for k, v in span["args"].items())
+            + sum(len(k) + len(v) for k, v in span["args"])
         )
         self.spans.append(span)
         self.stack.append(span)
@@ -275,15 +275,17 @@ class Tracer:
         self.size += len(shown)
         return self._on_event
 
-    def _args(self, frame: FrameType, code: CodeType) -> dict[str, str]:
+    def _args(self, frame: FrameType, code: CodeType) -> list[list[str]]:
+        """[[name, value], ...] in signature order (a JSON object in jsonb would lose the order)."""
         count = code.co_argcount + code.co_kwonlyargcount
         count += bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)  # *args, **kwargs
         local_vars = frame.f_locals
-        args = {}
+        args = []
         for name in code.co_varnames[:count]:
             if name in local_vars:
                 value = local_vars[name]
-                args[name] = MASK if is_secret_name(name) else safe_repr(value, self.value_chars)
+                shown = MASK if is_secret_name(name) else safe_repr(value, self.value_chars)
+                args.append([name, shown])
         return args
 
     # Named values (runtime.trace.value)
@@ -292,9 +294,13 @@ class Tracer:
         if not self.stack:
             return
         shown = MASK if is_secret_name(name) else safe_repr(value, self.value_chars)
-        values = self.stack[-1].setdefault("values", {})
-        if name in values or len(values) < 50:
-            values[name] = shown
+        values = self.stack[-1].setdefault("values", [])  # [[name, value], ...] in call order
+        for pair in values:
+            if pair[0] == name:
+                pair[1] = shown
+                return
+        if len(values) < 50:
+            values.append([name, shown])
             self.size += len(name) + len(shown)
 
     # The document

@@ -50,6 +50,12 @@ def pytest_sessionstart(session):
         )
 
 
+def subprocess_database_url() -> str:
+    """The URL of pytest-django's test database, for processes the tests start."""
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(settings.REDIS_URL)
@@ -97,12 +103,10 @@ def worker_process(
     logs = []
 
     def start(**env_overrides: str) -> subprocess.Popen:
-        db = connection.settings_dict
-        db_url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "TEST_DATABASE_URL": db_url,
+            "TEST_DATABASE_URL": subprocess_database_url(),
             "TEST_REDIS_URL": settings.REDIS_URL,
             **env_overrides,
         }

@@ -68,3 +68,11 @@ def cooperative(event):
         check_cancelled()
         time.sleep(0.05)
     return "was never cancelled"
+
+
+@on_event("test:fixed-by-hand")
+def fixed_by_hand(event):
+    """No automatic retry: the first attempt fails for good; a manual retry succeeds."""
+    if current_run().attempt == 1:
+        raise Boom("the card was declined (retry me by hand)")
+    return {"charged": event.data["order_id"]}

@@ -21,7 +21,7 @@
   function summary(span) {
     if (span.error) return { text: "raised " + span.error.message, err: true };
     if (span.incomplete) return { text: "did not finish", err: true };
-    const args = Object.entries(span.args || {}).map(([k, v]) => k + "=" + v).join(", ");
+    const args = (span.args || []).map(([k, v]) => k + "=" + v).join(", ");
     return { text: "(" + args + ") → " + (span.result === undefined ? "" : span.result), err: false };
   }
 
@@ -130,8 +130,8 @@
       const add = (k, v) => { dl.append(el("dt", "muted", k), el("dd", "", v)); };
       add("Function", span.module + "." + span.name);
       add("Where", span.file + ":" + span.line);
-      for (const [k, v] of Object.entries(span.args || {})) add("arg " + k, v);
-      for (const [k, v] of Object.entries(span.values || {})) add("value " + k, v);
+      for (const [k, v] of span.args || []) add("arg " + k, v);
+      for (const [k, v] of span.values || []) add("value " + k, v);
       if (span.yields && span.yields.length) add("yielded", span.yields.join("\n"));
       if (span.error) add("raised", span.error.type + ": " + span.error.message);
       else if (span.result !== undefined) add("returned", span.result);

@@ -1,0 +1,258 @@
+"""Hot App in a real browser: Playwright driving Debian's Chromium against a live Daphne server,
+with a real Celery worker and the Redis channel layer."""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hotapp.models import Run, RunStatus
+from runtime import send
+from tests.conftest import ROOT, subprocess_database_url, wait_for
+
+pytestmark = pytest.mark.services
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(os.environ.get("HOT_SCREENSHOTS", "/tmp/hot-screenshots"))
+
+
+@pytest.fixture
+def daphne_server(transactional_db, redis_client, tmp_path):
+    """`daphne hotapp.asgi:application` on a free port, against the test database."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "TEST_DATABASE_URL": subprocess_database_url(),
+    }
+    log = (tmp_path / "daphne.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "hotapp.asgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+    def up():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            return proc.poll() is not None
+
+    wait_for(up, timeout=30, what="daphne to listen")
+    assert proc.poll() is None, (tmp_path / "daphne.log").read_text()
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+@pytest.fixture
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing; .ci/run installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
+    # between browser steps are still plain synchronous calls.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as p:
+            chromium = p.chromium.launch(
+                executable_path=CHROMIUM,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                ],
+            )
+            yield chromium
+            chromium.close()
+    finally:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+
+
+@pytest.fixture
+def page(browser, daphne_server, alice):
+    context = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=daphne_server)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto("/")
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", "alice-pass")
+    page.click("button[type=submit]")
+    page.wait_for_selector("#runs-region")
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def live_dot_is_on(page) -> None:
+    page.wait_for_selector("#live-state.on", timeout=10_000)
+
+
+def test_a_user_filters_searches_retries_and_watches_the_new_attempt_succeed(page, celery_worker):
+    for n in (1, 2):
+        send("order:created", {"order_id": n, "items": [{"sku": "mug", "price": 3}]})
+    send("test:fixed-by-hand", {"order_id": 77})
+    wait_for(
+        lambda: (
+            Run.objects.filter(function__endswith="on_order_shipped", status="succeeded").count()
+            == 2
+            and Run.objects.filter(
+                function="tests.handlers.fixed_by_hand", status="failed"
+            ).exists()
+        ),
+        what="the workflows to settle",
+    )
+
+    page.goto("/")
+    live_dot_is_on(page)
+    shot(page, "runs")
+    assert page.locator("#run-rows tr[id^=run-]").count() == Run.objects.count()
+
+    # Filter by status: failed only.
+    page.check("input[name=status][value=failed]")
+    page.wait_for_url("**/?status=failed*")
+    page.wait_for_function("document.querySelectorAll('#run-rows tr[id^=run-]').length === 3")
+    assert set(page.locator("#run-rows .badge[class*=status-]").all_inner_texts()) == {"Failed"}
+
+    # And by function.
+    page.fill("input[name=function]", "tests.handlers.fixed_by_hand")
+    page.press("input[name=function]", "Enter")
+    page.wait_for_function("document.querySelectorAll('#run-rows tr[id^=run-]').length === 1")
+    assert "function=tests.handlers.fixed_by_hand" in page.url
+
+    # Search a payload value across all runs.
+    page.goto("/")
+    page.fill("input[name=q]", "order_id:77")
+    page.press("input[name=q]", "Enter")
+    page.wait_for_url("**/?*q=order_id*77*")
+    page.wait_for_function("document.querySelectorAll('#run-rows tr[id^=run-]').length === 1")
+    shot(page, "runs-search")
+
+    # Open the failed run and press Retry.
+    page.click("#run-rows tr td.fn a")
+    page.wait_for_selector("#run-live[data-status=failed]")
+    live_dot_is_on(page)
+    page.evaluate("window.__notReloaded = true")
+    page.click("button:has-text('Retry')")
+    page.wait_for_selector("ol.attempts li:has-text('Attempt 2')")
+    page.wait_for_selector(
+        "ol.attempts li:has-text('Attempt 2') .badge.status-succeeded", timeout=15_000
+    )
+    assert page.evaluate("window.__notReloaded") is True
+    shot(page, "run-retried")
+    retry = Run.objects.get(function="tests.handlers.fixed_by_hand", attempt=2)
+    assert retry.status == RunStatus.SUCCEEDED and retry.result == {"charged": 77}
+
+
+def test_the_lineage_graph_shows_every_step_of_the_three_step_workflow(page, celery_worker):
+    send("order:created", {"order_id": 9, "items": [{"sku": "tee", "price": 20}]})
+    wait_for(
+        lambda: Run.objects.filter(
+            function__endswith="on_order_shipped", status="succeeded"
+        ).exists(),
+        what="the workflow to finish",
+    )
+    shipped = Run.objects.get(function__endswith="on_order_shipped")
+
+    page.goto(f"/runs/{shipped.id}/")
+    graph = page.locator("svg.lineage")
+    labels = graph.locator(".node text.label").all_text_contents()
+    assert sorted(labels) == sorted(
+        [
+            "order:created",
+            "on_order_created",
+            "on_order_created",
+            "order:paid",
+            "on_order_paid",
+            "order:shipped",
+            "on_order_shipped",
+        ]
+    )
+    assert graph.locator(".node.run.status-failed").count() == 1
+    assert graph.locator(".node.focus").count() == 1
+    # Each node links to its page.
+    graph.locator(".node.event", has_text="order:paid").click()
+    page.wait_for_selector("h1:has-text('order:paid')")
+    shot(page, "event")
+
+
+def test_new_runs_appear_live_and_statuses_change_in_place(page, celery_worker):
+    page.goto("/")
+    live_dot_is_on(page)
+    page.evaluate("window.__notReloaded = true")
+
+    send("test:downstream", {"hello": "live"})
+    run = wait_for(lambda: Run.objects.filter(status="succeeded").first(), what="the run")
+    row = page.locator(f"#run-{run.id}")
+    row.wait_for(timeout=10_000)
+    row.locator(".badge.status-succeeded").wait_for(timeout=10_000)
+    assert page.evaluate("window.__notReloaded") is True
+
+
+def test_new_runs_wait_behind_a_pill_while_the_user_is_scrolled_away(
+    page, celery_worker, monkeypatch
+):
+    for n in range(60):  # enough rows to scroll
+        send("test:downstream", {"n": n})
+    wait_for(lambda: Run.objects.filter(status="succeeded").count() == 60, what="the runs")
+    page.goto("/")
+    live_dot_is_on(page)
+    page.mouse.wheel(0, 2000)
+    page.wait_for_function("window.scrollY > 100")
+
+    send("test:downstream", {"n": "late"})
+    pill = page.locator("#new-runs")
+    pill.wait_for(state="visible", timeout=10_000)
+    assert "Paused" in pill.inner_text() and "new run" in pill.inner_text()
+    late = Run.objects.get(input={"n": "late"})
+    assert page.locator(f"#run-{late.id}").count() == 0
+    pill.click()
+    page.locator(f"#run-{late.id}").wait_for(timeout=5_000)
+    assert page.locator("#run-rows tr[id^=run-]").first.get_attribute("id") == f"run-{late.id}"
+
+
+def test_the_trace_tree_expands_and_payloads_stay_text(page, celery_worker):
+    send("trace:nested", {"items": [{"price": 10, "name": "<img src=x onerror=alert(1)>"}]})
+    run = wait_for(lambda: Run.objects.filter(status="succeeded").first(), what="the run")
+
+    page.goto(f"/runs/{run.id}/")
+    page.wait_for_selector(".trace-row")
+    names = page.locator(".trace-name").all_inner_texts()
+    assert any("nested" in n for n in names) and any("price" in n for n in names)
+    add_tax_rows = page.locator(".trace-row", has_text="add_tax")
+    if add_tax_rows.count() == 0:
+        page.locator(".trace-row", has_text="price").locator(".trace-toggle").click()
+    page.locator(".trace-row", has_text="add_tax").first.click()
+    page.wait_for_selector(".trace-detail:has-text('returned')")
+    assert page.locator("img[src=x]").count() == 0
+    assert "<img src=x" in page.locator("pre.json").first.inner_text()
+    shot(page, "trace")
