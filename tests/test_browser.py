@@ -18,48 +18,63 @@ CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(os.environ.get("HOT_SCREENSHOTS", "/tmp/hot-screenshots"))
 
 
+class DaphneServer:
+    """`daphne hotapp.asgi:application` on a free port, against the test database."""
+
+    def __init__(self, log_path: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log_path.open("w")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "TEST_DATABASE_URL": subprocess_database_url(),
+        }
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "hotapp.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+        def listening():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return True
+            except OSError:
+                return self.proc.poll() is not None
+
+        wait_for(listening, timeout=30, what="daphne to listen")
+        assert self.proc.poll() is None, "daphne exited; see its log"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
 @pytest.fixture
 def daphne_server(transactional_db, redis_client, tmp_path):
-    """`daphne hotapp.asgi:application` on a free port, against the test database."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "TEST_DATABASE_URL": subprocess_database_url(),
-    }
-    log = (tmp_path / "daphne.log").open("w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "hotapp.asgi:application",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-    def up():
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            return proc.poll() is not None
-
-    wait_for(up, timeout=30, what="daphne to listen")
-    assert proc.poll() is None, (tmp_path / "daphne.log").read_text()
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+    server = DaphneServer(tmp_path / "daphne.log")
+    server.start()
+    yield server
+    server.stop()
+    server.log.close()
 
 
 @pytest.fixture
@@ -94,7 +109,9 @@ def browser():
 
 @pytest.fixture
 def page(browser, daphne_server, alice):
-    context = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=daphne_server)
+    context = browser.new_context(
+        viewport={"width": 1360, "height": 900}, base_url=daphne_server.url
+    )
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -256,3 +273,19 @@ def test_the_trace_tree_expands_and_payloads_stay_text(page, celery_worker):
     assert page.locator("img[src=x]").count() == 0
     assert "<img src=x" in page.locator("pre.json").first.inner_text()
     shot(page, "trace")
+
+
+def test_a_dropped_connection_reconnects_and_catches_up(page, daphne_server, celery_worker):
+    page.goto("/")
+    live_dot_is_on(page)
+    page.evaluate("window.__notReloaded = true")
+
+    daphne_server.stop()
+    page.wait_for_selector("#live-state.off", timeout=10_000)
+    send("test:downstream", {"sent": "while the page was cut off"})
+    run = wait_for(lambda: Run.objects.filter(status="succeeded").first(), what="the run")
+    daphne_server.start()
+
+    live_dot_is_on(page)
+    page.locator(f"#run-{run.id}").wait_for(timeout=15_000)
+    assert page.evaluate("window.__notReloaded") is True
