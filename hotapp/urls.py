@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from hotapp import views
+from hotapp import api, views
 
 urlpatterns = [
     path("", views.run_list, name="run-list"),
@@ -12,6 +12,11 @@ urlpatterns = [
     path("runs/<uuid:run_id>/<str:action>/", views.run_action, name="run-action"),
     path("events/", views.event_list, name="event-list"),
     path("events/<uuid:event_id>/", views.event_detail, name="event-detail"),
+    path("api/runs/", api.runs, name="api-runs"),
+    path("api/runs/<uuid:run_id>/", api.run, name="api-run"),
+    path("api/runs/<uuid:run_id>/<str:action>/", api.run_action, name="api-run-action"),
+    path("api/events/", api.events, name="api-events"),
+    path("api/events/<uuid:event_id>/", api.event, name="api-event"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
