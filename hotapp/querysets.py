@@ -12,6 +12,20 @@ from hotapp.search import EVENT_TEXT_SQL, RUN_TEXT_SQL, Search
 
 
 class KeysetQuerySet(models.QuerySet):
+    def in_period_matching(
+        self, filters: dict, json_fields: tuple[str, ...], text_sql: str
+    ) -> "KeysetQuerySet":
+        """The since/until range and the search box, common to runs and events."""
+        qs = self
+        if filters.get("since"):
+            qs = qs.filter(created_at__gte=filters["since"])
+        if filters.get("until"):
+            qs = qs.filter(created_at__lt=filters["until"])
+        search: Search | None = filters.get("q")
+        if search:
+            qs = search.apply(qs, json_fields, text_sql)
+        return qs
+
     def newest_first(self):
         return self.order_by("-created_at", "-id")
 
@@ -49,14 +63,7 @@ class RunQuerySet(KeysetQuerySet):
             qs = qs.filter(event_type=filters["event_type"])
         if filters.get("trigger"):
             qs = qs.filter(trigger=filters["trigger"])
-        if filters.get("since"):
-            qs = qs.filter(created_at__gte=filters["since"])
-        if filters.get("until"):
-            qs = qs.filter(created_at__lt=filters["until"])
-        search: Search | None = filters.get("q")
-        if search:
-            qs = search.apply(qs, ("input", "result"), RUN_TEXT_SQL)
-        return qs
+        return qs.in_period_matching(filters, ("input", "result"), RUN_TEXT_SQL)
 
     def status_counts(self, since: datetime) -> dict[str, int]:
         rows = self.filter(created_at__gte=since).values_list("status").annotate(n=Count("id"))
@@ -92,14 +99,7 @@ class EventQuerySet(KeysetQuerySet):
             qs = qs.filter(type=filters["type"])
         if filters.get("handled"):
             qs = qs.filter(is_handled=filters["handled"] == "yes")
-        if filters.get("since"):
-            qs = qs.filter(created_at__gte=filters["since"])
-        if filters.get("until"):
-            qs = qs.filter(created_at__lt=filters["until"])
-        search: Search | None = filters.get("q")
-        if search:
-            qs = search.apply(qs, ("data",), EVENT_TEXT_SQL)
-        return qs
+        return qs.in_period_matching(filters, ("data",), EVENT_TEXT_SQL)
 
 
 def minutes_back(now: datetime, minutes: int) -> datetime:

@@ -38,26 +38,35 @@ def _filter_choices() -> dict:
     }
 
 
-@login_required
-def run_list(request: HttpRequest) -> HttpResponse:
-    form = RunFilterForm(request.GET)
-    runs: list[Run] = []
+def _list_context(request: HttpRequest, form, queryset) -> dict:
+    """The filter form, one page of rows (none if the filters are invalid) and the next page."""
+    rows: list = []
     has_more = False
     if form.is_valid():
-        runs, has_more = Run.objects.filtered(form.cleaned_data).page(
+        rows, has_more = queryset.filtered(form.cleaned_data).page(
             form.cleaned_data["after"], PAGE_SIZE
         )
-    context = {
+    return {
         "form": form,
         "errors": form.error_messages(),
-        "runs": runs,
-        "next_url": _next_page_url(request, runs) if has_more else "",
-        "statuses": RunStatus.choices,
-        "selected_statuses": request.GET.getlist("status"),
-        "is_first_page": not request.GET.get("after"),
-        "live_cursor": timezone.now().isoformat(),
+        "rows": rows,
+        "next_url": _next_page_url(request, rows) if has_more else "",
         **_filter_choices(),
     }
+
+
+@login_required
+def run_list(request: HttpRequest) -> HttpResponse:
+    context = _list_context(request, RunFilterForm(request.GET), Run.objects)
+    context.update(
+        {
+            "runs": context["rows"],
+            "statuses": RunStatus.choices,
+            "selected_statuses": request.GET.getlist("status"),
+            "is_first_page": not request.GET.get("after"),
+            "live_cursor": timezone.now().isoformat(),
+        }
+    )
     if request.htmx and request.GET.get("after"):
         return render(request, "hotapp/runs.html#run-rows", context)
     if request.htmx and request.htmx.target == "runs-region":
@@ -136,22 +145,9 @@ def run_action(request: HttpRequest, run_id, action: str) -> HttpResponse:
 
 @login_required
 def event_list(request: HttpRequest) -> HttpResponse:
-    form = EventFilterForm(request.GET)
-    events: list[Event] = []
-    has_more = False
-    if form.is_valid():
-        events, has_more = (
-            Event.objects.filtered(form.cleaned_data)
-            .prefetch_related("runs")
-            .page(form.cleaned_data["after"], PAGE_SIZE)
-        )
-    context = {
-        "form": form,
-        "errors": form.error_messages(),
-        "events": events,
-        "next_url": _next_page_url(request, events) if has_more else "",
-        **_filter_choices(),
-    }
+    events = Event.objects.prefetch_related("runs")
+    context = _list_context(request, EventFilterForm(request.GET), events)
+    context["events"] = context["rows"]
     if request.htmx and request.GET.get("after"):
         return render(request, "hotapp/events.html#event-rows", context)
     if request.htmx and request.htmx.target == "events-region":
