@@ -70,7 +70,7 @@ def stream_graph(stream_id: uuid.UUID, focus_id: uuid.UUID | None = None) -> Gra
         .order_by("created_at", "id")[:MAX_NODES]
     )
     graph = Graph(is_cut=len(events) >= MAX_NODES or len(runs) >= MAX_NODES)
-    event_nodes = {e.id: Node("event", e) for e in events}
+    event_nodes = {e.id: Node("event", e, is_focus=e.id == focus_id) for e in events}
     run_nodes = {r.id: Node("run", r, is_focus=r.id == focus_id) for r in runs}
     runs_by_event: dict[uuid.UUID, list[Node]] = {}
     for node in run_nodes.values():

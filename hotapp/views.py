@@ -164,7 +164,7 @@ def event_detail(request: HttpRequest, event_id) -> HttpResponse:
         {
             "event": event,
             "runs": event.runs.order_by("created_at", "attempt"),
-            "graph": stream_graph(event.stream_id),
+            "graph": stream_graph(event.stream_id, event.id),
         },
     )
 
