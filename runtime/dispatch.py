@@ -20,7 +20,7 @@ def enqueue_on_commit(run_ids: Sequence[uuid.UUID]) -> None:
 def enqueue(run_ids: Sequence[uuid.UUID]) -> None:
     """Publish one message per run. A broker failure is logged, not raised: the run is already
     committed as queued and the sweeper re-enqueues it."""
-    from runtime.tasks import execute_run
+    from runtime.celery_tasks import execute_run
 
     for run_id in run_ids:
         try:
@@ -35,7 +35,7 @@ def enqueue(run_ids: Sequence[uuid.UUID]) -> None:
 
 def schedule_retry_promotion(run_id: uuid.UUID, delay: timedelta) -> None:
     """Ask a worker to promote a pending retry when it is due; the sweeper is the fallback."""
-    from runtime.tasks import promote_retry
+    from runtime.celery_tasks import promote_retry
 
     def publish() -> None:
         try:
