@@ -76,6 +76,15 @@ class Run(models.Model):
     )
     # Copied from the event so lists filter and label by type without a join.
     event_type = models.CharField(max_length=200, blank=True, default="")
+    # An attempt of a long-running task (trigger=task).
+    task = models.ForeignKey(
+        "Task", null=True, blank=True, on_delete=models.CASCADE, related_name="runs"
+    )
+    # A schedule's tick (trigger=schedule): which schedule, and the tick it fired for.
+    schedule = models.ForeignKey(
+        "Schedule", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    scheduled_at = models.DateTimeField(null=True, blank=True)
     stream_id = models.UUIDField()
     input = models.JSONField(default=dict)
 
@@ -125,6 +134,13 @@ class Run(models.Model):
                 fields=["origin_run", "attempt"],
                 condition=Q(origin_run__isnull=False),
                 name="run_one_row_per_attempt",
+            ),
+            # Exactly one run per schedule tick, however many schedulers run at once: a second
+            # scheduler's INSERT of the same tick conflicts and is skipped.
+            models.UniqueConstraint(
+                fields=["schedule", "scheduled_at"],
+                condition=Q(trigger="schedule", origin_run__isnull=True, rerun_of__isnull=True),
+                name="run_one_per_schedule_tick",
             ),
         ]
         indexes = [
@@ -197,3 +213,131 @@ class RunTrace(models.Model):
             parent = span.get("parent")
             (spans[parent]["children"] if parent is not None else roots).append(span)
         return roots
+
+
+class TaskStatus(models.TextChoices):
+    QUEUED = "queued"  #: started, waiting for a worker
+    RUNNING = "running"  #: an attempt is running, or a retry is due
+    COMPLETED = "completed"  #: the function returned; its result is stored
+    FAILED = "failed"  #: the function raised and no retry is left
+    TIMED_OUT = "timed_out"  #: it ran past its timeout
+    CANCELLED = "cancelled"  #: stopped on request
+
+
+TASK_TERMINAL_STATUSES = frozenset(
+    {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.TIMED_OUT, TaskStatus.CANCELLED}
+)
+
+
+class Task(models.Model):
+    """A long-running function with checkpoints and messages. Each attempt is a Run."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    name = models.CharField(max_length=300)  #: the registered task function
+    input = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=TaskStatus.choices, default="queued")
+    result = models.JSONField(null=True, blank=True)
+    error_type = models.CharField(max_length=300, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    stream_id = models.UUIDField()
+    # The run that started it, if one did.
+    parent_run = models.ForeignKey(
+        Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="started_tasks"
+    )
+    retry_policy = models.JSONField(default=dict)
+    timeout_seconds = models.FloatField(null=True, blank=True)
+    # Set when the first attempt starts: started_at + timeout.
+    deadline_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    # No more messages will come: receive() returns None once the inbox is empty.
+    is_inbox_closed = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # Newest-first task list, paginated by (created_at, id).
+            models.Index(fields=["-created_at", "-id"], name="task_created_idx"),
+            # Sweeper: running tasks past their deadline.
+            models.Index(
+                fields=["deadline_at"], condition=Q(status="running"), name="task_deadline_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"task {self.name} {self.id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TASK_TERMINAL_STATUSES
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds() * 1000
+
+
+class TaskCheckpoint(models.Model):
+    """One saved state of a task; the history is kept, the newest one is restored."""
+
+    id = models.BigAutoField(primary_key=True)
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="checkpoints")
+    run = models.ForeignKey(Run, null=True, on_delete=models.SET_NULL, related_name="+")
+    state = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            # restore(): the newest checkpoint of a task; the task page's timeline.
+            models.Index(fields=["task", "-id"], name="checkpoint_task_idx"),
+        ]
+
+
+class MessageDirection(models.TextChoices):
+    IN = "in"  #: sent to the task (its inbox)
+    OUT = "out"  #: sent by the task
+
+
+class TaskMessage(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="messages")
+    direction = models.CharField(max_length=3, choices=MessageDirection.choices)
+    body = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+    # Inbox messages: when receive() handed it out, and to which attempt.
+    consumed_at = models.DateTimeField(null=True, blank=True)
+    consumed_by = models.ForeignKey(
+        Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        indexes = [
+            # receive(): the oldest unconsumed message in a task's inbox.
+            models.Index(
+                fields=["task", "id"],
+                condition=Q(direction="in", consumed_at__isnull=True),
+                name="message_inbox_idx",
+            ),
+            # The task page: every message in and out, in order.
+            models.Index(fields=["task", "id"], name="message_task_idx"),
+        ]
+
+
+class Schedule(models.Model):
+    """A handler that fires on a cron schedule; declared in code, its state kept here."""
+
+    name = models.CharField(max_length=300, unique=True)  #: the handler's registered name
+    expression = models.CharField(max_length=200)
+    is_paused = models.BooleanField(default=False)
+    # How many missed ticks to run after downtime (0: only the latest due one).
+    backfill = models.PositiveIntegerField(default=0)
+    # The newest tick a run was created for; the scheduler fires ticks after it.
+    last_tick_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.expression})"

@@ -141,6 +141,10 @@ HOT = {
     "SWEEP_INTERVAL_SECONDS": env_float("HOT_SWEEP_INTERVAL_SECONDS", 5.0),
     # Extra modules holding handlers, beside each installed app's `handlers` module.
     "HANDLER_MODULES": env_list("HOT_HANDLER_MODULES"),
+    # The Celery queue of task attempts; `hot worker -Q hot.tasks` consumes it.
+    "TASK_QUEUE": env_str("HOT_TASK_QUEUE", "hot.tasks"),
+    # How often `receive()` looks at a task's inbox while it waits.
+    "TASK_POLL_SECONDS": env_float("HOT_TASK_POLL_SECONDS", 0.1),
     # Execution traces: on for every handler unless switched off here or per handler.
     "TRACE": env_bool("HOT_TRACE", True),
     # Module prefixes that count as user code even in site-packages, or never do.

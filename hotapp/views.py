@@ -34,7 +34,7 @@ def _filter_choices() -> dict:
     handlers = all_handlers()
     return {
         "functions": [h.name for h in handlers],
-        "event_types": sorted({h.event_type for h in handlers}),
+        "event_types": sorted({h.event_type for h in handlers if h.event_type}),
     }
 
 

@@ -10,7 +10,7 @@ def charge(event):
 
 from runtime import trace
 from runtime.actions import cancel_run, rerun, retry_run
-from runtime.context import Event, check_cancelled, current_run
+from runtime.context import Event, Tick, check_cancelled, current_run
 from runtime.events import send
 from runtime.exceptions import (
     Cancelled,
@@ -20,11 +20,26 @@ from runtime.exceptions import (
     InvalidTransition,
     PayloadError,
     RunNotFound,
+    TaskFailed,
+    TaskNotFound,
+    TaskTimedOut,
 )
 from runtime.registry import on_event
 from runtime.retry import Retry
+from runtime.schedules import on_schedule
+from runtime.tasks import TaskContext, TaskHandle, cancel_task, start, task
 
 __all__ = [
+    "TaskContext",
+    "TaskFailed",
+    "TaskHandle",
+    "TaskNotFound",
+    "TaskTimedOut",
+    "Tick",
+    "cancel_task",
+    "on_schedule",
+    "start",
+    "task",
     "Cancelled",
     "Event",
     "HandlerNotFound",

@@ -40,6 +40,8 @@ def rerun(run_id: str | uuid.UUID) -> Run:
     run = _get(run_id)
     if run.status not in TERMINAL_STATUSES:
         raise InvalidTransition(f"Only finished runs can be rerun; this one is {run.status}")
+    if run.task_id:
+        raise InvalidTransition("A task's attempt cannot be rerun on its own; start the task again")
     handler = registry.handler_named(run.function)
     now = timezone.now()
     with transaction.atomic():
@@ -52,11 +54,13 @@ def rerun(run_id: str | uuid.UUID) -> Run:
             input=run.input,
             retry_policy=handler.retry.as_dict() if handler else run.retry_policy,
             rerun_of_id=run.id,
+            schedule_id=run.schedule_id,
+            scheduled_at=run.scheduled_at,
             created_at=now,
             updated_at=now,
             queued_at=now,
         )
-        dispatch.enqueue_on_commit([fresh.id])
+        dispatch.enqueue_on_commit([fresh.id], dispatch.queue_for(fresh.trigger))
         runs_changed()
     return fresh
 

@@ -1,4 +1,4 @@
-"""The Celery app. Configured from Django settings (CELERY_*); its tasks are in runtime/celery_tasks.py."""
+"""The Celery app, configured from Django settings (CELERY_*); tasks: runtime/celery_tasks.py."""
 
 from celery import Celery
 

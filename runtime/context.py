@@ -1,13 +1,15 @@
 """What a handler sees while it runs: its event, its run, and the events it has sent so far."""
 
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from runtime.exceptions import Cancelled
+from runtime.exceptions import Cancelled, TaskTimedOut
 
 
 @dataclass(frozen=True)
@@ -17,6 +19,14 @@ class Event:
     id: uuid.UUID | None
     type: str
     data: Any
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What a schedule handler is called with."""
+
+    scheduled_at: datetime  #: the tick this run fires for (UTC)
+    schedule: str  #: the handler's name
 
 
 @dataclass(frozen=True)
@@ -36,8 +46,12 @@ class RunContext:
     stream_id: uuid.UUID
     origin_run_id: uuid.UUID | None
     outbox: list[PendingEvent] = field(default_factory=list)
+    # Effects committed with the run's success (tasks it started).
+    on_success: list[Callable[[], None]] = field(default_factory=list)
     # Set by the lease keeper's thread when someone asks to cancel this run.
     is_cancel_requested: bool = False
+    # A task's deadline (time.monotonic() seconds); past it, the next check raises TaskTimedOut.
+    deadline: float | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -47,6 +61,8 @@ class RunContext:
     def check_cancelled(self) -> None:
         if self.is_cancel_requested:
             raise Cancelled()
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TaskTimedOut()
 
 
 _local = threading.local()

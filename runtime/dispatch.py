@@ -5,26 +5,32 @@ import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 
 logger = logging.getLogger("hot.dispatch")
 
 
-def enqueue_on_commit(run_ids: Sequence[uuid.UUID]) -> None:
+def queue_for(trigger: str) -> str | None:
+    """Task attempts go to their own queue so that long tasks never starve event handlers."""
+    return settings.HOT["TASK_QUEUE"] if trigger == "task" else None
+
+
+def enqueue_on_commit(run_ids: Sequence[uuid.UUID], queue: str | None = None) -> None:
     """Enqueue runs once the current transaction commits (at once in autocommit)."""
     if run_ids:
         ids = list(run_ids)
-        transaction.on_commit(lambda: enqueue(ids))
+        transaction.on_commit(lambda: enqueue(ids, queue))
 
 
-def enqueue(run_ids: Sequence[uuid.UUID]) -> None:
-    """Publish one message per run. A broker failure is logged, not raised: the run is already
-    committed as queued and the sweeper re-enqueues it."""
+def enqueue(run_ids: Sequence[uuid.UUID], queue: str | None = None) -> None:
+    """Publish one message per run (to `queue`, or Celery's default). A broker failure is logged,
+    not raised: the run is already committed as queued and the sweeper re-enqueues it."""
     from runtime.celery_tasks import execute_run
 
     for run_id in run_ids:
         try:
-            execute_run.apply_async((str(run_id),))
+            execute_run.apply_async((str(run_id),), queue=queue)
         except Exception:
             logger.warning(
                 "could not enqueue run; the sweeper will retry",

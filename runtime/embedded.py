@@ -6,8 +6,9 @@ import threading
 from dataclasses import dataclass
 
 from celery.worker import WorkController
+from django.conf import settings
 
-from runtime import sweeper
+from runtime import scheduler
 from runtime.celery_app import app
 
 logger = logging.getLogger("hot.embedded")
@@ -43,6 +44,10 @@ def start(concurrency: int = 4, sweep_interval: float | None = None) -> Embedded
     app.finalize()
     worker = _ThreadWorker(
         app=app,
+        # One worker for both queues: Celery keeps the queue selection per app, so two workers
+        # in one process cannot consume different queues. Production runs task attempts on
+        # workers of their own (`hot worker -Q hot.tasks`).
+        queues=["celery", settings.HOT["TASK_QUEUE"]],
         pool="threads",
         concurrency=concurrency,
         hostname=f"embedded-{os.getpid()}@localhost",
@@ -57,7 +62,7 @@ def start(concurrency: int = 4, sweep_interval: float | None = None) -> Embedded
         raise RuntimeError("the embedded Celery worker did not start within 30 s")
     stop = threading.Event()
     sweeper_thread = threading.Thread(
-        target=sweeper.run_forever, args=(stop, sweep_interval), name="hot-sweeper", daemon=True
+        target=scheduler.run_forever, args=(stop, sweep_interval), name="hot-scheduler", daemon=True
     )
     sweeper_thread.start()
     return Embedded(worker, worker_thread, stop, sweeper_thread)

@@ -28,6 +28,21 @@ class InvalidTransition(HotError):
     """The run is not in a state that allows this action."""
 
 
+class TaskNotFound(HotError, LookupError):
+    """No task has this id."""
+
+
+class TaskFailed(HotError):
+    """The task did not complete."""
+
+
+class TaskTimedOut(BaseException):
+    """The task ran past its timeout.
+
+    A BaseException, like Cancelled, so that a task's broad `except Exception` does not swallow it.
+    """
+
+
 class Cancelled(BaseException):
     """The run was cancelled.
 

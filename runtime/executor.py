@@ -21,12 +21,12 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from hotapp.models import Run, RunStatus, RunTrace
-from runtime import dispatch, registry
-from runtime.context import Event, PendingEvent, RunContext, activate
+from hotapp.models import Run, RunStatus, RunTrace, TaskStatus
+from runtime import dispatch, registry, tasks
+from runtime.context import Event, RunContext, Tick, activate
 from runtime.db import with_db_retry
 from runtime.events import persist_events
-from runtime.exceptions import Cancelled, HandlerNotFound, PayloadError, type_name
+from runtime.exceptions import Cancelled, HandlerNotFound, PayloadError, TaskTimedOut, type_name
 from runtime.lease import lease_keeper
 from runtime.live import runs_changed
 from runtime.payloads import check_json
@@ -66,15 +66,19 @@ def execute(run_id: str | uuid.UUID) -> None:
         return
 
     ctx = RunContext(run.id, run.function, run.attempt, run.stream_id, run.origin_run_id)
-    event = Event(id=run.event_id, type=run.event_type, data=run.input)
     tracer = new_tracer(ctx) if handler.trace and settings.HOT["TRACE"] else None
     lease_keeper.track(ctx, token)
     try:
+        argument = handler_argument(handler.kind, run, ctx)
         with activate(ctx), tracing(tracer):
-            result = call_handler(handler.fn, event)
+            result = call_handler(handler.fn, argument)
         check_json(result, f"Result of {run.function}")
     except Cancelled:
         _finish_cancelled(run, token, _document(tracer))
+        return
+    except TaskTimedOut:
+        timed_out = TaskTimedOut(f"Task {run.task_id} ran past its timeout")
+        _finish_failed(run, token, timed_out, False, _document(tracer))
         return
     except Exception as exc:
         allow_retry = not isinstance(exc, PayloadError)
@@ -83,14 +87,25 @@ def execute(run_id: str | uuid.UUID) -> None:
     finally:
         # Also on SystemExit and the like: the lease then lapses and the sweeper re-queues.
         lease_keeper.untrack(run.id)
-    _finish_succeeded(run, token, result, ctx.outbox, _document(tracer))
+    _finish_succeeded(run, token, result, ctx, _document(tracer))
 
 
-def call_handler(fn: Callable[[Event], Any], event: Event) -> Any:
+def handler_argument(kind: str, run: Run, ctx: RunContext) -> Any:
+    """What the handler is called with: the event, the schedule tick, or the task's context."""
+    if kind == "task":
+        if run.task_id is None:
+            raise HandlerNotFound(f"{run.function} is a task; start it with runtime.start()")
+        return tasks.begin_attempt(run, ctx)
+    if kind == "schedule":
+        return Tick(scheduled_at=run.scheduled_at or run.created_at, schedule=run.function)
+    return Event(id=run.event_id, type=run.event_type, data=run.input)
+
+
+def call_handler(fn: Callable[[Any], Any], argument: Any) -> Any:
     if inspect.iscoroutinefunction(fn):
         # An async handler gets an event loop of its own on this worker thread.
-        return asyncio.run(fn(event))
-    return fn(event)
+        return asyncio.run(fn(argument))
+    return fn(argument)
 
 
 def new_tracer(ctx: RunContext) -> Tracer:
@@ -162,7 +177,7 @@ def claim(run_id: uuid.UUID, token: str) -> Run | None:
 
 
 def _finish_succeeded(
-    run: Run, token: str, result: Any, outbox: list[PendingEvent], trace: dict | None
+    run: Run, token: str, result: Any, ctx: RunContext, trace: dict | None
 ) -> None:
     def commit() -> None:
         with transaction.atomic():
@@ -176,8 +191,12 @@ def _finish_succeeded(
             # 0 rows: the run was cancelled or recovered while it ran; its sends are dropped.
             if updated:
                 _save_trace(run.id, trace)
-                if outbox:
-                    persist_events(outbox, source_run_id=run.id, stream_id=run.stream_id)
+                if ctx.outbox:
+                    persist_events(ctx.outbox, source_run_id=run.id, stream_id=run.stream_id)
+                for effect in ctx.on_success:  # tasks it started
+                    effect()
+                if run.task_id:
+                    tasks.record_outcome(run.task_id, TaskStatus.COMPLETED, result=result)
 
     with_db_retry(commit, "completion")
 
@@ -206,6 +225,14 @@ def _finish_failed(
                 _save_trace(run.id, trace)
             if updated and retry_delay is not None:
                 dispatch.schedule_retry_promotion(run.id, retry_delay)
+            elif updated and run.task_id:
+                timed_out = isinstance(exc, TaskTimedOut)
+                tasks.record_outcome(
+                    run.task_id,
+                    TaskStatus.TIMED_OUT if timed_out else TaskStatus.FAILED,
+                    error_type=error["error_type"],
+                    error_message=error["error_message"],
+                )
 
     with_db_retry(commit, "failure")
 
@@ -220,6 +247,8 @@ def _finish_cancelled(run: Run, token: str, trace: dict | None) -> None:
                 lease_expires_at=None,
             ):
                 _save_trace(run.id, trace)
+                if run.task_id:
+                    tasks.record_outcome(run.task_id, TaskStatus.CANCELLED)
 
     with_db_retry(commit, "cancellation")
 

@@ -1,4 +1,5 @@
-"""Handlers and the events they subscribe to.
+"""Handlers: functions run for events (@on_event), schedule ticks (@on_schedule) or as
+long-running tasks (@task), by name.
 
 Handlers register when their module is imported: each installed app's `handlers` module is imported
 at start-up (hotapp/apps.py), plus any module named in HOT_HANDLER_MODULES.
@@ -6,7 +7,7 @@ at start-up (hotapp/apps.py), plus any module named in HOT_HANDLER_MODULES.
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.payloads import validate_event_type
@@ -17,9 +18,16 @@ from runtime.retry import Retry, as_policy
 class Handler:
     name: str  #: registered name, module.qualname unless given; stored on each run
     fn: Callable[..., Any]
-    event_type: str
+    event_type: str  #: "" unless kind is "event"
     retry: Retry
     trace: bool  #: record an execution trace of each run
+    kind: str = "event"  #: "event", "schedule" or "task"
+    #: kind-specific settings: {"cron": Cron, "backfill": int} or {"timeout": seconds}
+    options: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+def handler_name(fn: Callable[..., Any], name: str | None) -> str:
+    return name or f"{fn.__module__}.{fn.__qualname__}"
 
 
 _lock = threading.Lock()
@@ -44,8 +52,7 @@ def on_event(
     policy = as_policy(retry)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        handler_name = name or f"{fn.__module__}.{fn.__qualname__}"
-        register(Handler(handler_name, fn, event_type, policy, trace))
+        register(Handler(handler_name(fn, name), fn, event_type, policy, trace))
         return fn
 
     return decorate
@@ -56,11 +63,12 @@ def register(handler: Handler) -> None:
     with _lock:
         old = _by_name.get(handler.name)
         _by_name[handler.name] = handler
-        if old is not None:
+        if old is not None and old.kind == "event":
             _by_event[old.event_type] = tuple(
                 h for h in _by_event.get(old.event_type, ()) if h.name != old.name
             )
-        _by_event[handler.event_type] = (*_by_event.get(handler.event_type, ()), handler)
+        if handler.kind == "event":
+            _by_event[handler.event_type] = (*_by_event.get(handler.event_type, ()), handler)
 
 
 def unregister(name: str) -> None:
@@ -80,8 +88,10 @@ def handlers_for(event_type: str) -> tuple[Handler, ...]:
     return _by_event.get(event_type, ())
 
 
-def all_handlers() -> list[Handler]:
-    return sorted(_by_name.values(), key=lambda h: h.name)
+def all_handlers(kind: str | None = None) -> list[Handler]:
+    return sorted(
+        (h for h in _by_name.values() if kind is None or h.kind == kind), key=lambda h: h.name
+    )
 
 
 def discover_handlers() -> None:

@@ -60,11 +60,14 @@ def _insert_next_attempt(previous: Run, now: datetime) -> Run:
         attempt=previous.attempt + 1,
         origin_run_id=previous.origin_run_id or previous.id,
         retry_policy=previous.retry_policy,
+        task_id=previous.task_id,
+        schedule_id=previous.schedule_id,
+        scheduled_at=previous.scheduled_at,
         created_at=now,
         updated_at=now,
         queued_at=now,
     )
     attempt.save(force_insert=True)
-    dispatch.enqueue_on_commit([attempt.id])
+    dispatch.enqueue_on_commit([attempt.id], dispatch.queue_for(attempt.trigger))
     runs_changed()
     return attempt

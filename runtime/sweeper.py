@@ -8,17 +8,16 @@ is harmless: a second delivery of a run is a no-op).
 """
 
 import logging
-import threading
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from hotapp.models import Run, RunStatus
-from runtime import dispatch, retries
-from runtime.exceptions import HotError
+from hotapp.models import Run, RunStatus, Task, TaskStatus
+from runtime import dispatch, retries, tasks
+from runtime.exceptions import HotError, TaskTimedOut
 from runtime.executor import describe_error
 from runtime.transitions import transition
 
@@ -38,22 +37,33 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
         "promoted": promote_due_retries(now),
         "recovered": recover_expired_leases(now),
         "force_cancelled": force_overdue_cancels(now),
+        "timed_out": force_task_timeouts(now),
+        "settled": tasks.settle_orphans(),
     }
 
 
 def requeue_stale(now: datetime) -> int:
     cutoff = now - timedelta(seconds=settings.HOT["REQUEUE_AFTER_SECONDS"])
-    ids = list(
+    stale = list(
         Run.objects.filter(status=RunStatus.QUEUED, queued_at__lte=cutoff)
         .order_by("queued_at")
-        .values_list("id", flat=True)[:BATCH]
+        .values_list("id", "trigger")[:BATCH]
     )
-    if not ids:
+    if not stale:
         return 0
-    Run.objects.filter(id__in=ids, status=RunStatus.QUEUED).update(queued_at=now)
-    dispatch.enqueue(ids)
-    logger.info("re-enqueued %d queued runs", len(ids), extra={"action": "requeue"})
-    return len(ids)
+    Run.objects.filter(id__in=[i for i, _ in stale], status=RunStatus.QUEUED).update(queued_at=now)
+    enqueue_by_queue(stale)
+    logger.info("re-enqueued %d queued runs", len(stale), extra={"action": "requeue"})
+    return len(stale)
+
+
+def enqueue_by_queue(runs: list[tuple]) -> None:
+    """Enqueue (id, trigger) pairs, each on its trigger's queue."""
+    by_queue: dict[str | None, list] = {}
+    for run_id, trigger in runs:
+        by_queue.setdefault(dispatch.queue_for(trigger), []).append(run_id)
+    for queue, ids in by_queue.items():
+        dispatch.enqueue(ids, queue)
 
 
 def promote_due_retries(now: datetime) -> int:
@@ -68,12 +78,12 @@ def promote_due_retries(now: datetime) -> int:
 def recover_expired_leases(now: datetime) -> int:
     lapsed = list(
         Run.objects.filter(status=RunStatus.RUNNING, lease_expires_at__lt=now).values_list(
-            "id", "claimed_by", "recovery_count", "cancel_requested_at"
+            "id", "claimed_by", "recovery_count", "cancel_requested_at", "trigger"
         )[:BATCH]
     )
     recovered: list = []
     ended = 0
-    for run_id, token, recoveries, cancel_requested_at in lapsed:
+    for run_id, token, recoveries, cancel_requested_at, trigger in lapsed:
         # Matching on the claim token: if the worker finished meanwhile, nothing happens.
         still_lost = Run.objects.filter(id=run_id, status=RunStatus.RUNNING, claimed_by=token)
         if cancel_requested_at is not None:
@@ -96,7 +106,7 @@ def recover_expired_leases(now: datetime) -> int:
                 queued_at=now,
                 recovery_count=F("recovery_count") + 1,
             ):
-                recovered.append(run_id)
+                recovered.append((run_id, trigger))
         else:
             error = describe_error(
                 WorkerLost(
@@ -116,7 +126,7 @@ def recover_expired_leases(now: datetime) -> int:
         logger.warning(
             "re-queued %d runs whose worker died", len(recovered), extra={"action": "recover"}
         )
-        dispatch.enqueue(recovered)
+        enqueue_by_queue(recovered)
     return len(recovered) + ended
 
 
@@ -131,14 +141,32 @@ def force_overdue_cancels(now: datetime) -> int:
     )
 
 
-def run_forever(stop: threading.Event, interval: float | None = None) -> None:
-    """Sweep every `interval` seconds until `stop` is set (the `hot scheduler` loop)."""
-    interval = interval or settings.HOT["SWEEP_INTERVAL_SECONDS"]
-    while not stop.is_set():
-        try:
-            sweep()
-        except Exception:
-            logger.exception("sweep failed; trying again in %.1fs", interval)
-        finally:
-            close_old_connections()
-        stop.wait(interval)
+def force_task_timeouts(now: datetime) -> int:
+    """End tasks that ran past their deadline without noticing (a handler that never reaches a
+    checkpoint, receive or traced call), HOT_CANCEL_GRACE_SECONDS after it."""
+    cutoff = now - timedelta(seconds=settings.HOT["CANCEL_GRACE_SECONDS"])
+    overdue = list(
+        Task.objects.filter(status=TaskStatus.RUNNING, deadline_at__lt=cutoff).values_list(
+            "id", flat=True
+        )[:BATCH]
+    )
+    error = describe_error(TaskTimedOut("The task ran past its timeout and was stopped"))
+    for task_id in overdue:
+        with transaction.atomic():
+            active = Run.objects.filter(task_id=task_id, status__in=tasks.ACTIVE_RUN_STATUSES)
+            transition(
+                active,
+                now=now,
+                status=RunStatus.FAILED,
+                finished_at=now,
+                lease_expires_at=None,
+                next_retry_at=None,
+                **error,
+            )
+            tasks.record_outcome(
+                task_id,
+                TaskStatus.TIMED_OUT,
+                error_type=error["error_type"],
+                error_message=error["error_message"],
+            )
+    return len(overdue)

@@ -80,6 +80,7 @@ def thread_worker():
     """A real Celery worker consuming from Redis in a thread of this process."""
     return start_worker(
         celery_app,
+        queues=["celery", settings.HOT["TASK_QUEUE"]],
         pool="threads",
         concurrency=4,
         perform_ping_check=False,

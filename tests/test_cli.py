@@ -43,4 +43,6 @@ def test_hot_sweep_prints_what_it_did():
         "promoted": 0,
         "recovered": 0,
         "force_cancelled": 0,
+        "timed_out": 0,
+        "settled": 0,
     }

@@ -1,8 +1,9 @@
 """`python manage.py hot …`: Hot's command line.
 
 hot dev                      everything in one process on the embedded default
-hot worker [celery args]     a Celery worker (production)
-hot scheduler                the sweeper loop (production; run one)
+hot worker [celery args]     a Celery worker (production); `-Q hot.tasks` for task attempts
+hot scheduler                fire schedules and sweep (production; run one, more are safe)
+hot schedules                list schedules; hot pause NAME / hot resume NAME
 hot send TYPE [JSON]         send an event
 hot sweep                    one sweeper pass, printing what it did
 """
@@ -17,8 +18,10 @@ import threading
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
-from runtime import HotError, send, sweeper
+from runtime import HotError, scheduler, schedules, send, sweeper
+from runtime.registry import all_handlers
 
 
 class Command(BaseCommand):
@@ -37,7 +40,11 @@ class Command(BaseCommand):
         worker = sub.add_parser("worker", help="a Celery worker")
         worker.add_argument("celery_args", nargs="*", help="passed on to `celery worker`")
 
-        sub.add_parser("scheduler", help="the sweeper loop (run exactly one)")
+        sub.add_parser("scheduler", help="fires schedules and sweeps (run one; more are safe)")
+        sub.add_parser("schedules", help="list schedules with their next fire times")
+        for verb in ("pause", "resume"):
+            verb_parser = sub.add_parser(verb, help=f"{verb} a schedule")
+            verb_parser.add_argument("name", help="the schedule's (handler's) name")
         sub.add_parser("sweep", help="one sweeper pass")
 
         send_parser = sub.add_parser("send", help="send an event")
@@ -65,6 +72,31 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         self.stdout.write(str(event_id))
 
+    def handle_schedules(self, **_):
+        from hotapp.models import Schedule
+
+        schedules.sync()
+        now = timezone.now()
+        for handler in all_handlers("schedule"):
+            cron = handler.options["cron"]
+            row = Schedule.objects.get(name=handler.name)
+            state = "paused" if row.is_paused else "next " + cron.next_after(now).isoformat()
+            self.stdout.write(f"{handler.name}  {cron.expression!r} ({cron.describe()})  {state}")
+
+    def handle_pause(self, name, **_):
+        self._schedule_action(schedules.pause, name, "paused")
+
+    def handle_resume(self, name, **_):
+        self._schedule_action(schedules.resume, name, "resumed")
+
+    def _schedule_action(self, action, name, done):
+        schedules.sync()
+        try:
+            action(name)
+        except HotError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"{name}: {done}")
+
     def handle_sweep(self, **_):
         self.stdout.write(json.dumps(sweeper.sweep()))
 
@@ -73,8 +105,11 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         interval = settings.HOT["SWEEP_INTERVAL_SECONDS"]
-        self.stdout.write(f"hot scheduler: sweeping every {interval}s (Ctrl-C to stop)")
-        sweeper.run_forever(stop)
+        self.stdout.write(
+            f"hot scheduler: firing schedules every second, sweeping every {interval}s "
+            "(Ctrl-C to stop)"
+        )
+        scheduler.run_forever(stop)
 
     def handle_worker(self, celery_args: list[str], **_):
         from runtime.celery_app import app

@@ -1,0 +1,35 @@
+"""The scheduler loop (`hot scheduler`; a thread in `hot dev`): fires schedule ticks every
+second and sweeps every HOT_SWEEP_INTERVAL_SECONDS. Several may run at once; the database keeps
+them from doing anything twice."""
+
+import logging
+import threading
+import time
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from runtime import schedules, sweeper
+
+logger = logging.getLogger("hot.scheduler")
+TICK_SECONDS = 1.0
+
+
+def run_forever(stop: threading.Event, sweep_interval: float | None = None) -> None:
+    sweep_interval = sweep_interval or settings.HOT["SWEEP_INTERVAL_SECONDS"]
+    next_sweep = 0.0
+    synced = False
+    while not stop.is_set():
+        try:
+            if not synced:
+                schedules.sync()
+                synced = True
+            schedules.fire_due()
+            if time.monotonic() >= next_sweep:
+                sweeper.sweep()
+                next_sweep = time.monotonic() + sweep_interval
+        except Exception:
+            logger.exception("scheduler pass failed; trying again")
+        finally:
+            close_old_connections()
+        stop.wait(TICK_SECONDS)

@@ -1,0 +1,165 @@
+"""Schedules: handlers that run on a cron expression, in UTC.
+
+    @on_schedule("*/5 * * * *", retry=2)          # also "@hourly", 6-field with seconds,
+    def refresh_rates(tick):                     # or "every 10 minutes"
+        ...tick.scheduled_at...
+
+The scheduler (`hot scheduler`, or the loop inside `hot dev`) creates one run per tick. A unique
+constraint on (schedule, scheduled_at) makes that exactly one even with several schedulers
+running: the second INSERT of a tick is skipped. Ticks missed while nothing ran are not made up,
+except the newest one, unless the schedule asks for `backfill=N` (then at most N).
+"""
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from hotapp.ids import uuid7
+from hotapp.models import Run, RunStatus, Schedule, Trigger
+from runtime import dispatch, registry
+from runtime.cron import Cron, parse
+from runtime.exceptions import HotError
+from runtime.live import runs_changed
+from runtime.retry import Retry, as_policy
+
+logger = logging.getLogger("hot.schedules")
+# How far back the scheduler looks for missed ticks after downtime.
+LOOKBACK = timedelta(days=7)
+
+
+class ScheduleNotFound(HotError, LookupError):
+    """No schedule has this name."""
+
+
+def on_schedule(
+    expression: str,
+    *,
+    retry: int | Retry | None = None,
+    name: str | None = None,
+    trace: bool = True,
+    backfill: int = 0,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Run the decorated function on every tick of `expression` (UTC).
+
+    The function receives a `Tick` (`tick.scheduled_at`). A malformed expression raises
+    `CronError` here, when the module is imported, not later in the scheduler.
+    """
+    cron = parse(expression)
+    if not isinstance(backfill, int) or backfill < 0:
+        raise ValueError("backfill must be a whole number of ticks, 0 or more")
+    policy = as_policy(retry)
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        registry.register(
+            registry.Handler(
+                registry.handler_name(fn, name),
+                fn,
+                "",
+                policy,
+                trace,
+                kind="schedule",
+                options={"cron": cron, "backfill": backfill},
+            )
+        )
+        return fn
+
+    return decorate
+
+
+def cron_of(name: str) -> Cron:
+    handler = registry.handler_named(name)
+    if handler is None or handler.kind != "schedule":
+        raise ScheduleNotFound(f"No schedule named {name!r} is registered")
+    return handler.options["cron"]
+
+
+def sync(now: datetime | None = None) -> None:
+    """Make a Schedule row for every registered schedule (a new one starts from now) and keep
+    its expression in step with the code."""
+    now = now or timezone.now()
+    for handler in registry.all_handlers("schedule"):
+        cron, backfill = handler.options["cron"], handler.options["backfill"]
+        row, created = Schedule.objects.get_or_create(
+            name=handler.name,
+            defaults={"expression": cron.expression, "backfill": backfill, "last_tick_at": now},
+        )
+        if not created and (row.expression, row.backfill) != (cron.expression, backfill):
+            Schedule.objects.filter(id=row.id).update(
+                expression=cron.expression, backfill=backfill, updated_at=now
+            )
+
+
+def fire_due(now: datetime | None = None) -> int:
+    """Create the runs of every due tick of every active schedule; returns how many."""
+    now = now or timezone.now()
+    created = 0
+    for schedule in Schedule.objects.filter(is_paused=False):
+        handler = registry.handler_named(schedule.name)
+        if handler is None or handler.kind != "schedule":
+            continue  # declared in code no longer, or not in this process
+        cron: Cron = handler.options["cron"]
+        since = max(schedule.last_tick_at or now, now - LOOKBACK)
+        ticks = cron.between(since, now, limit=100_000)
+        if not ticks:
+            continue
+        ticks = ticks[-max(1, schedule.backfill) :]
+        created += _fire(schedule, handler, ticks, now)
+    return created
+
+
+def _fire(
+    schedule: Schedule, handler: registry.Handler, ticks: list[datetime], now: datetime
+) -> int:
+    policy = handler.retry.as_dict()
+    runs = [
+        Run(
+            id=uuid7(),
+            function=schedule.name,
+            trigger=Trigger.SCHEDULE,
+            schedule=schedule,
+            scheduled_at=tick,
+            stream_id=uuid7(),
+            input={"scheduled_at": tick.isoformat()},
+            retry_policy=policy,
+            status=RunStatus.QUEUED,
+            created_at=now,
+            updated_at=now,
+            queued_at=now,
+        )
+        for tick in ticks
+    ]
+    with transaction.atomic():
+        # Another scheduler may have inserted some of these ticks: those rows are skipped
+        # (the unique constraint), and their doorbells find nothing to claim.
+        Run.objects.bulk_create(runs, ignore_conflicts=True)
+        Schedule.objects.filter(id=schedule.id, last_tick_at=schedule.last_tick_at).update(
+            last_tick_at=ticks[-1], updated_at=now
+        )
+        dispatch.enqueue_on_commit([run.id for run in runs])
+        runs_changed()
+    logger.info(
+        "schedule %s fired %d tick(s)",
+        schedule.name,
+        len(runs),
+        extra={"action": "fire", "schedule": schedule.name},
+    )
+    return len(runs)
+
+
+def pause(name: str) -> None:
+    """Stop creating runs for a schedule until it is resumed."""
+    if not Schedule.objects.filter(name=name).update(is_paused=True, updated_at=timezone.now()):
+        raise ScheduleNotFound(f"No schedule named {name!r}")
+
+
+def resume(name: str) -> None:
+    """Start firing again from now on; the ticks missed while paused are not made up."""
+    now = timezone.now()
+    if not Schedule.objects.filter(name=name).update(
+        is_paused=False, last_tick_at=now, updated_at=now
+    ):
+        raise ScheduleNotFound(f"No schedule named {name!r}")
