@@ -121,6 +121,7 @@ def worker_process(
                 "hotapp",
                 "worker",
                 "--pool=solo",
+                f"--queues=celery,{settings.HOT['TASK_QUEUE']}",
                 "--without-heartbeat",
                 "--without-mingle",
                 "--without-gossip",

@@ -1,0 +1,105 @@
+"""Tasks and schedules the tests start and fire (tests/test_tasks.py, tests/test_schedules.py)."""
+
+import threading
+import time
+from pathlib import Path
+
+from runtime import Retry, current_run, on_schedule, start, task
+
+
+def process(item: int) -> int:
+    return item * 2
+
+
+@task(retry=0)
+def count_items(ctx):
+    """Processes ctx.input["total"] items, checkpointing every 5; logs each item it processes.
+    With "hang_at", the first time it reaches that item it hangs (to be killed)."""
+    log = Path(ctx.input["log"])
+    state = ctx.restore() or {"next": 0, "sum": 0}
+    for item in range(state["next"], ctx.input["total"]):
+        with log.open("a") as f:
+            f.write(f"{item}\n")
+        hang_at = ctx.input.get("hang_at")
+        marker = log.with_suffix(".hung")
+        if item == hang_at and not marker.exists():
+            marker.write_text("once")
+            time.sleep(120)
+        state = {"next": item + 1, "sum": state["sum"] + process(item)}
+        if state["next"] % 5 == 0:
+            ctx.checkpoint(state)
+    return state
+
+
+@task(retry=Retry(1, delay=0.01))
+def fails_once_midway(ctx):
+    state = ctx.restore() or {"done": []}
+    for item in range(len(state["done"]), 10):
+        if item == 7 and ctx.attempt == 1:
+            raise RuntimeError("disk full at item 7")
+        state["done"].append(item)
+        if len(state["done"]) % 5 == 0:
+            ctx.checkpoint(state)
+    return {"done": state["done"], "attempt": ctx.attempt}
+
+
+@task
+def echo(ctx):
+    count = 0
+    while (message := ctx.receive(timeout=20)) is not None:
+        count += 1
+        ctx.send({"echo": message, "n": count})
+        ctx.checkpoint({"count": count})
+    return {"count": count}
+
+
+def tick_slowly():
+    time.sleep(0.02)
+
+
+@task(timeout=0.3)
+def runs_too_long(ctx):
+    while True:
+        tick_slowly()  # a traced call: where the timeout takes effect
+
+
+# Set by the test once it has seen the task timed out, so the worker thread ends with the test.
+release_the_ignorer = threading.Event()
+
+
+@task(timeout=0.2)
+def ignores_its_timeout(ctx):
+    release_the_ignorer.wait(30)  # no checkpoint, receive or traced call: it never notices
+
+
+@task
+def waits_for_mail(ctx):
+    return ctx.receive()
+
+
+@task
+def restores_nothing(ctx):
+    return {"restored": ctx.restore(), "input": ctx.input}
+
+
+@on_schedule("every 10 seconds")
+def every_ten_seconds(tick):
+    return {"scheduled_at": tick.scheduled_at.isoformat(), "schedule": tick.schedule}
+
+
+@on_schedule("*/5 * * * *", backfill=3)
+def every_five_minutes_with_backfill(tick):
+    return tick.scheduled_at.isoformat()
+
+
+@on_schedule("@hourly", retry=Retry(1, delay=0.01))
+def hourly_and_flaky(tick):
+    if current_run().attempt == 1:
+        raise RuntimeError("first try fails")
+    return "ok"
+
+
+@on_schedule("every minute")
+def starts_a_task(tick):
+    start(restores_nothing, {"from": "schedule"})
+    return "started"
