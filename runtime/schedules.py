@@ -132,22 +132,26 @@ def _fire(
         )
         for tick in ticks
     ]
+    ids = [run.id for run in runs]
     with transaction.atomic():
         # Another scheduler may have inserted some of these ticks: those rows are skipped
-        # (the unique constraint), and their doorbells find nothing to claim.
+        # (the unique constraint), and only the rows that went in get a doorbell.
         Run.objects.bulk_create(runs, ignore_conflicts=True)
+        inserted = list(Run.objects.filter(id__in=ids).values_list("id", flat=True))
         Schedule.objects.filter(id=schedule.id, last_tick_at=schedule.last_tick_at).update(
             last_tick_at=ticks[-1], updated_at=now
         )
-        dispatch.enqueue_on_commit([run.id for run in runs])
-        runs_changed()
-    logger.info(
-        "schedule %s fired %d tick(s)",
-        schedule.name,
-        len(runs),
-        extra={"action": "fire", "schedule": schedule.name},
-    )
-    return len(runs)
+        dispatch.enqueue_on_commit(inserted)
+        if inserted:
+            runs_changed()
+    if inserted:
+        logger.info(
+            "schedule %s fired %d tick(s)",
+            schedule.name,
+            len(inserted),
+            extra={"action": "fire", "schedule": schedule.name},
+        )
+    return len(inserted)
 
 
 def pause(name: str) -> None:

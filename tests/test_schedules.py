@@ -102,12 +102,13 @@ def test_two_schedulers_firing_the_same_tick_make_one_run():
     backdate(TEN_SECONDS, seconds=15)
     stale = Schedule.objects.get(name=TEN_SECONDS)  # both schedulers read this state
     handler = registry.handler_named(TEN_SECONDS)
-    tick = handler.options["cron"].between(stale.last_tick_at, timezone.now(), 10)
+    ticks = handler.options["cron"].between(stale.last_tick_at, timezone.now(), 10)
 
-    schedules._fire(stale, handler, tick, timezone.now())
-    schedules._fire(stale, handler, tick, timezone.now())
+    first = schedules._fire(stale, handler, ticks, timezone.now())
+    second = schedules._fire(stale, handler, ticks, timezone.now())
 
-    assert Run.objects.filter(function=TEN_SECONDS).count() == 1
+    assert (first, second) == (len(ticks), 0)
+    assert Run.objects.filter(function=TEN_SECONDS).count() == len(ticks)
 
 
 @pytest.mark.services
