@@ -7,8 +7,9 @@ database, at most once per THROTTLE seconds, and sends:
 - on the runs list: the changed rows that match the page's filters, rendered with the list's own
   row template, and the ids of changed rows that no longer match; past MAX_ROWS changes in one
   window it sends an `overflow` notice instead, so a browser never gets more than a bounded batch;
-- on a run's page: a `run` notice when anything in the run's workflow changed; the page then
-  fetches its own fragment (with its session's permissions and CSRF token).
+- on a run's page: a `run` notice when anything in the run's workflow changed, and on a task's
+  page a `task` notice when the task, its attempts, checkpoints or messages changed; the page
+  then fetches its own fragment (with its session's permissions and CSRF token).
 
 A reconnecting page subscribes again with its last cursor and gets everything it missed.
 """
@@ -25,7 +26,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from hotapp.filters import RunFilterForm
-from hotapp.models import Run
+from hotapp.models import Run, Task
 from runtime.live import GROUP
 
 THROTTLE = 0.25
@@ -68,17 +69,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         kind = content.get("subscribe")
         if kind == "runs":
             self.subscription = {"kind": "runs", "query": str(content.get("query", ""))}
-        elif kind == "run":
-            try:
-                run_id = uuid.UUID(str(content.get("run")))
-            except ValueError:
-                await self.send_json({"type": "error", "message": "Unknown run."})
+        elif kind in ("run", "task"):
+            watched = await self.watched_rows(kind, content.get(kind))
+            if watched is None:
+                await self.send_json({"type": "error", "message": f"Unknown {kind}."})
                 return
-            stream = await self.stream_of(run_id)
-            if stream is None:
-                await self.send_json({"type": "error", "message": "Unknown run."})
-                return
-            self.subscription = {"kind": "run", "run": run_id, "stream": stream}
+            self.subscription = {"kind": kind, "watched": watched}
         else:
             await self.send_json({"type": "error", "message": "Unknown subscription."})
             return
@@ -105,29 +101,44 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if self.subscription["kind"] == "runs":
             payload = await self.runs_changes()
         else:
-            payload = await self.run_changes()
+            payload = await self.page_changes()
         if payload:
             await self.send_json(payload)
 
     @database_sync_to_async
-    def stream_of(self, run_id: uuid.UUID):
-        return Run.objects.filter(id=run_id).values_list("stream_id", flat=True).first()
+    def watched_rows(self, kind: str, key: object) -> list[tuple[str, dict]] | None:
+        """The rows whose changes a run or task page shows: (model name, filter) pairs."""
+        try:
+            pk = uuid.UUID(str(key))
+        except ValueError:
+            return None
+        if kind == "run":
+            stream = Run.objects.filter(id=pk).values_list("stream_id", flat=True).first()
+            return None if stream is None else [("run", {"stream_id": stream})]
+        if not Task.objects.filter(id=pk).exists():
+            return None
+        return [("task", {"id": pk}), ("run", {"task_id": pk})]
 
     @database_sync_to_async
-    def run_changes(self) -> dict | None:
+    def page_changes(self) -> dict | None:
+        """A notice when anything a run's or task's page shows changed past the cursor."""
         assert self.subscription is not None
         since = self.cursor - OVERLAP
-        latest = (
-            Run.objects.filter(stream_id=self.subscription["stream"], updated_at__gte=since)
+        models = {"run": Run, "task": Task}
+        stamps = [
+            models[name]
+            .objects.filter(updated_at__gte=since, **where)
             .order_by("-updated_at")
             .values_list("updated_at", flat=True)
             .first()
-        )
-        if latest is None or latest.isoformat() == self.sent.get("stream"):
+            for name, where in self.subscription["watched"]
+        ]
+        latest = max((s for s in stamps if s is not None), default=None)
+        if latest is None or latest.isoformat() == self.sent.get("page"):
             return None
-        self.sent["stream"] = latest.isoformat()
+        self.sent["page"] = latest.isoformat()
         self.cursor = max(self.cursor, latest)
-        return {"type": "run", "cursor": self.cursor.isoformat()}
+        return {"type": self.subscription["kind"], "cursor": self.cursor.isoformat()}
 
     @database_sync_to_async
     def runs_changes(self) -> dict | None:

@@ -9,7 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from hotapp.ids import uuid7
-from hotapp.querysets import EventQuerySet, RunQuerySet
+from hotapp.querysets import EventQuerySet, KeysetQuerySet, RunQuerySet
 
 
 class Trigger(models.TextChoices):
@@ -255,6 +255,8 @@ class Task(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = KeysetQuerySet.as_manager()
 
     class Meta:
         indexes = [

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from hotapp import api, views
+from hotapp import api, task_views, views
 
 urlpatterns = [
     path("", views.run_list, name="run-list"),
@@ -12,6 +12,15 @@ urlpatterns = [
     path("runs/<uuid:run_id>/<str:action>/", views.run_action, name="run-action"),
     path("events/", views.event_list, name="event-list"),
     path("events/<uuid:event_id>/", views.event_detail, name="event-detail"),
+    path("tasks/", task_views.task_list, name="task-list"),
+    path("tasks/<uuid:task_id>/", task_views.task_detail, name="task-detail"),
+    path("tasks/<uuid:task_id>/<str:action>/", task_views.task_action, name="task-action"),
+    path("schedules/", task_views.schedule_list, name="schedule-list"),
+    path(
+        "schedules/<int:schedule_id>/<str:action>/",
+        task_views.schedule_action,
+        name="schedule-action",
+    ),
     path("api/runs/", api.runs, name="api-runs"),
     path("api/runs/<uuid:run_id>/", api.run, name="api-run"),
     path("api/runs/<uuid:run_id>/<str:action>/", api.run_action, name="api-run-action"),

@@ -62,7 +62,10 @@ def test_hot_dev_runs_the_demo_workflow_to_completion_on_sqlite(tmp_path):
 
         def finished_runs():
             with sqlite3.connect(db) as conn:
-                rows = conn.execute("SELECT function, status, attempt FROM hotapp_run").fetchall()
+                rows = conn.execute(
+                    "SELECT function, status, attempt FROM hotapp_run WHERE function LIKE ?",
+                    ["%on_order_%"],
+                ).fetchall()
             done = [r for r in rows if r[1] in ("succeeded", "failed")]
             return rows if len(rows) == 8 and len(done) == 8 else None
 
@@ -80,6 +83,16 @@ def test_hot_dev_runs_the_demo_workflow_to_completion_on_sqlite(tmp_path):
         password = re.search(r"log in as: admin / (\S+)", log.read_text()).group(1)
         page = logged_in_get(url, "admin", password)
         assert "on_order_shipped" in page and "↻1" in page
+
+        # The demo task runs on the in-process worker and checkpoints; the schedule is known.
+        def checkpoints():
+            with sqlite3.connect(db) as conn:
+                return conn.execute("SELECT count(*) FROM hotapp_taskcheckpoint").fetchone()[0]
+
+        wait_for(checkpoints, timeout=30, what="the demo task's first checkpoint")
+        with sqlite3.connect(db) as conn:
+            names = [r[0] for r in conn.execute("SELECT name FROM hotapp_schedule")]
+        assert names == ["hotapp.demo.handlers.tidy_abandoned_carts"]
     finally:
         proc.terminate()
         try:

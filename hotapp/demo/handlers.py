@@ -1,10 +1,12 @@
-"""The demo workflow `hot dev` loads: the seed's 3-step order workflow.
+"""The demo `hot dev` loads: the seed's 3-step order workflow, a long-running task and a schedule.
 
 order:created → charge (fails on its first attempt, succeeds on the retry) → order:paid →
 ship → order:shipped → notify.
 """
 
-from runtime import Retry, current_run, on_event, send
+import time
+
+from runtime import Retry, current_run, on_event, on_schedule, send, start, task
 
 
 class PaymentDeclined(Exception):
@@ -53,6 +55,10 @@ def on_order_shipped(event):
     return send_shipping_notification(event.data["order_id"], event.data["tracking"])
 
 
+def start_demo_task():
+    return start(import_catalog, {"pages": 20, "source": "demo-catalog.csv"})
+
+
 def send_demo_orders(count: int = 3) -> list:
     return [
         send(
@@ -65,3 +71,27 @@ def send_demo_orders(count: int = 3) -> list:
         )
         for n in range(1, count + 1)
     ]
+
+
+@task(timeout=600, retry=2)
+def import_catalog(ctx):
+    """A long-running task: imports items page by page, checkpointing after each page, and
+    takes commands from its inbox ({"pause_ms": 500} slows it down)."""
+    state = ctx.restore() or {"page": 0, "items": 0}
+    delay = 0.3
+    while state["page"] < ctx.input.get("pages", 20):
+        message = ctx.receive(timeout=0)
+        if isinstance(message, dict) and "pause_ms" in message:
+            delay = message["pause_ms"] / 1000
+        time.sleep(delay)
+        state = {"page": state["page"] + 1, "items": state["items"] + 25}
+        ctx.checkpoint(state)
+        if state["page"] % 5 == 0:
+            ctx.send({"progress": f"{state['page']} pages, {state['items']} items"})
+    return state
+
+
+@on_schedule("every 30 seconds")
+def tidy_abandoned_carts(tick):
+    """A schedule: runs every 30 seconds (UTC), with the tick it fires for."""
+    return {"checked_at": tick.scheduled_at.isoformat(), "abandoned": 0}

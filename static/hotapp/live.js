@@ -23,6 +23,8 @@
     if (runs) return { subscribe: "runs", query: runs.dataset.query, cursor: cursor || runs.dataset.cursor };
     const run = document.getElementById("run-live");
     if (run) return { subscribe: "run", run: run.dataset.run, cursor: cursor || run.dataset.updated };
+    const task = document.getElementById("task-live");
+    if (task) return { subscribe: "task", task: task.dataset.task, cursor: cursor || task.dataset.updated };
     return null;
   }
 
@@ -30,7 +32,7 @@
   function subscribe() {
     const sub = subscription();
     if (sub && socket && socket.readyState === WebSocket.OPEN) {
-      subscribedTo = sub.query || sub.run;
+      subscribedTo = sub.query || sub.run || sub.task;
       socket.send(JSON.stringify(sub));
     }
   }
@@ -53,6 +55,7 @@
     if (msg.type === "runs") applyRows(msg);
     else if (msg.type === "overflow") overflow();
     else if (msg.type === "run") refreshRun();
+    else if (msg.type === "task") refreshFragment("task-live");
   }
 
   function parseRow(html) {
@@ -131,13 +134,16 @@
     }
   }
 
-  let runRefreshPending = false;
+  const pending = new Set();
+  function refreshFragment(id) {
+    if (!document.getElementById(id) || pending.has(id)) return Promise.resolve();
+    pending.add(id);
+    return htmx.ajax("GET", location.pathname, { target: "#" + id, swap: "outerHTML" })
+      .finally(() => pending.delete(id));
+  }
+
   function refreshRun() {
-    const live = document.getElementById("run-live");
-    if (!live || runRefreshPending) return;
-    runRefreshPending = true;
-    htmx.ajax("GET", location.pathname, { target: "#run-live", swap: "outerHTML" }).finally(() => {
-      runRefreshPending = false;
+    refreshFragment("run-live").then(() => {
       const now = document.getElementById("run-live");
       if (now && ["succeeded", "failed", "cancelled", "pending_retry"].includes(now.dataset.status) && window.hotLoadTrace) {
         window.hotLoadTrace(true);

@@ -136,6 +136,7 @@ class Command(BaseCommand):
         running = embedded.start(concurrency=concurrency, sweep_interval=1.0)
         if not no_demo:
             demo.send_demo_orders(demo_orders)
+            demo.start_demo_task()
 
         url = f"http://{host}:{port}/"
         database = settings.DATABASES["default"]
@@ -145,7 +146,10 @@ class Command(BaseCommand):
         self.stdout.write(f"  log in as: {username} / {password}")
         self.stdout.write(f"  worker: in-process, {concurrency} threads; sweeper: in-process")
         if not no_demo:
-            self.stdout.write(f"  demo: sent {demo_orders} orders into the 3-step order workflow")
+            self.stdout.write(
+                f"  demo: sent {demo_orders} orders into the 3-step order workflow, started a "
+                "catalog import task; a schedule fires every 30 s"
+            )
         sys.stdout.flush()
         try:
             Server(
