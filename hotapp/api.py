@@ -76,10 +76,11 @@ def event_json(event: Event) -> dict:
 def _list(request: HttpRequest, form, queryset, to_json: Callable) -> JsonResponse:
     if not form.is_valid():
         return JsonResponse({"errors": form.error_messages()}, status=400)
-    rows, has_more = queryset.filtered(form.cleaned_data).page(
-        form.cleaned_data["after"], PAGE_SIZE
+    data = form.cleaned_data
+    rows, cursor = queryset.filtered(data, with_words=False).page(
+        data["after"], PAGE_SIZE, data["q"].words
     )
-    next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if has_more else None
+    next_cursor = encode_cursor(*cursor) if cursor else None
     return JsonResponse({"results": [to_json(row) for row in rows], "next": next_cursor})
 
 

@@ -58,6 +58,12 @@ class Event(models.Model):
             models.Index(fields=["stream_id"], name="event_stream_idx"),
             # Events list filtered by type.
             models.Index(fields=["type", "-created_at"], name="event_type_idx"),
+            # Events list filtered to the unhandled ones (rare), newest first.
+            models.Index(
+                fields=["-created_at", "-id"],
+                condition=Q(is_handled=False),
+                name="event_unhandled_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -91,9 +91,8 @@ class Search:
                         match |= Q(**{f"{field}__{'__'.join(path)}": value})
             qs = qs.filter(match)
         for word in self.words:
-            pattern = "%" + like_escape(word) + "%"
             if postgres:
-                qs = qs.filter(RawSQL(f"{text_sql} ILIKE %s", [pattern], BooleanField()))
+                qs = qs.filter(RawSQL(f"{text_sql} ILIKE %s", [like_pattern(word)], BooleanField()))
             else:
                 text = Q()
                 for field in json_fields:
@@ -124,5 +123,7 @@ def nested(path: tuple[str, ...], value: Any) -> dict:
     return result
 
 
-def like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+def like_pattern(word: str) -> str:
+    """`%word%` for ILIKE, with the word's own % and _ taken literally."""
+    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"

@@ -11,8 +11,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from hotapp.filters import decode_cursor, encode_cursor
+from hotapp.filters import decode_cursor
 from hotapp.models import Run, Schedule, Task, TaskStatus
+from hotapp.views import next_page_url
 from runtime import HotError
 from runtime import schedules as schedule_runtime
 from runtime.registry import all_handlers
@@ -36,12 +37,8 @@ def task_list(request: HttpRequest) -> HttpResponse:
             after = decode_cursor(request.GET["after"])
         except ValidationError as exc:  # a broken cursor: say so, show the first page
             error = " ".join(exc.messages)
-    rows, has_more = tasks.page(after, PAGE_SIZE)
-    next_url = ""
-    if has_more:
-        params = request.GET.copy()
-        params["after"] = encode_cursor(rows[-1].created_at, rows[-1].id)
-        next_url = "?" + params.urlencode()
+    rows, cursor = tasks.page(after, PAGE_SIZE)
+    next_url = next_page_url(request, cursor)
     return render(
         request,
         "hotapp/tasks.html",

@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from hotapp import querysets
 from hotapp.filters import EventFilterForm, RunFilterForm, encode_cursor
 from hotapp.lineage import stream_graph
 from hotapp.models import TERMINAL_STATUSES, Event, Run, RunStatus, RunTrace
@@ -24,9 +25,12 @@ from runtime.registry import all_handlers
 PAGE_SIZE = 50
 
 
-def _next_page_url(request: HttpRequest, rows: list) -> str:
+def next_page_url(request: HttpRequest, cursor) -> str:
+    """This page's URL, filters and all, moved on to `cursor`; "" when there is no next page."""
+    if cursor is None:
+        return ""
     params = request.GET.copy()
-    params["after"] = encode_cursor(rows[-1].created_at, rows[-1].id)
+    params["after"] = encode_cursor(*cursor)
     return "?" + params.urlencode()
 
 
@@ -41,16 +45,20 @@ def _filter_choices() -> dict:
 def _list_context(request: HttpRequest, form, queryset) -> dict:
     """The filter form, one page of rows (none if the filters are invalid) and the next page."""
     rows: list = []
-    has_more = False
+    cursor = None
     if form.is_valid():
-        rows, has_more = queryset.filtered(form.cleaned_data).page(
-            form.cleaned_data["after"], PAGE_SIZE
+        data = form.cleaned_data
+        rows, cursor = queryset.filtered(data, with_words=False).page(
+            data["after"], PAGE_SIZE, data["q"].words
         )
     return {
         "form": form,
         "errors": form.error_messages(),
         "rows": rows,
-        "next_url": _next_page_url(request, rows) if has_more else "",
+        "next_url": next_page_url(request, cursor),
+        # A bounded free-text search stopped at the end of its window (hotapp/querysets.py).
+        "is_window_spent": cursor is not None and len(rows) < PAGE_SIZE,
+        "search_window": querysets.SEARCH_WINDOW,
         **_filter_choices(),
     }
 

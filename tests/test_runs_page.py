@@ -187,3 +187,48 @@ def test_the_filter_form_works_without_javascript(alice_client, orders):
     page = alice_client.get("/").content.decode()
 
     assert '<form id="filters" class="filters" method="get" action="/"' in page
+
+
+@pytest.fixture
+def broad_search(monkeypatch):
+    """Make every word count as broad and the search window tiny, to walk windowed pages."""
+    monkeypatch.setattr("hotapp.querysets.BROAD_MATCHES", -1)
+    monkeypatch.setattr("hotapp.querysets.SEARCH_WINDOW", 5)
+    monkeypatch.setattr("hotapp.views.PAGE_SIZE", 3)
+    send("test:downstream", {"animal": "okapi"})  # the oldest run
+    for n in range(12):
+        send("test:downstream", {"animal": "zebra", "n": n})
+    drain()
+
+
+def walk(client, url: str) -> tuple[list[str], list[str]]:
+    """Follow "Load/Search older" links to the end; the ids seen and the link texts."""
+    seen, links = [], []
+    while url:
+        page = client.get(url).content.decode()
+        seen += re.findall(r'id="run-([0-9a-f-]{36})"', page)
+        more = re.search(r'<a href="(\?[^"]*after=[^"]+)"[^>]*>([^<]+)</a>', page)
+        url = "/" + more.group(1).replace("&amp;", "&") if more else ""
+        links += [more.group(2)] if more else []
+    return seen, links
+
+
+def test_a_broad_word_is_searched_window_by_window_and_finds_every_match_once(
+    alice_client, broad_search
+):
+    seen, _ = walk(alice_client, "/?q=zebra")
+
+    zebras = Run.objects.filter(input__animal="zebra").order_by("-created_at", "-id")
+    assert seen == [str(r.id) for r in zebras]
+
+
+def test_a_window_without_matches_says_so_and_offers_to_search_older_runs(
+    alice_client, broad_search
+):
+    page = alice_client.get("/?q=okapi&status=succeeded").content.decode()
+
+    assert "No matches among the newest 5 runs these filters select." in page
+    assert "Search older runs" in page
+    seen, links = walk(alice_client, "/?q=okapi&status=succeeded")
+    assert seen == [str(Run.objects.get(input__animal="okapi").id)]
+    assert set(links) == {"Search older runs"}
