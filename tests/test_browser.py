@@ -289,3 +289,40 @@ def test_a_dropped_connection_reconnects_and_catches_up(page, daphne_server, cel
     live_dot_is_on(page)
     page.locator(f"#run-{run.id}").wait_for(timeout=15_000)
     assert page.evaluate("window.__notReloaded") is True
+
+
+def test_a_user_talks_to_a_running_task_and_cancels_it(page, celery_worker):
+    from runtime import start
+    from tests import task_handlers
+
+    handle = start(task_handlers.echo)
+    wait_for(lambda: handle.status == "running", what="the task to start")
+
+    page.goto(f"/tasks/{handle.id}/")
+    live_dot_is_on(page)
+    page.fill("textarea[name=message]", '{"hello": "task"}')
+    page.click("button:has-text('Send')")
+    # The task's reply arrives over the websocket, without a reload.
+    page.locator("ol.messages-flow li.msg-out", has_text="hello").wait_for(timeout=10_000)
+    page.locator("ol.timeline li", has_text="count").first.wait_for(timeout=10_000)
+    shot(page, "task")
+
+    page.click("button:has-text('Cancel')")
+    page.locator("h1 .badge.task-cancelled").wait_for(timeout=10_000)
+    assert handle.status == "cancelled"
+
+
+def test_a_user_pauses_and_resumes_a_schedule(page):
+    page.goto("/schedules/")
+    card = page.locator("section.schedule", has_text="every_ten_seconds")
+    card.locator("button:has-text('Pause')").click()
+    page.locator("section.schedule", has_text="every_ten_seconds").locator(
+        ".badge", has_text="paused"
+    ).wait_for()
+    shot(page, "schedules")
+    page.locator("section.schedule", has_text="every_ten_seconds").locator(
+        "button:has-text('Resume')"
+    ).click()
+    page.locator("section.schedule", has_text="every_ten_seconds").locator(
+        ".badge", has_text="active"
+    ).wait_for()

@@ -46,3 +46,13 @@ def test_hot_sweep_prints_what_it_did():
         "timed_out": 0,
         "settled": 0,
     }
+
+
+def test_hot_schedules_lists_and_pauses_schedules():
+    listing = hot("schedules")
+    assert "tests.task_handlers.every_ten_seconds  'every 10 seconds' (every 10 seconds)" in listing
+
+    assert hot("pause", "tests.task_handlers.every_ten_seconds").endswith("paused")
+    assert "every_ten_seconds  'every 10 seconds' (every 10 seconds)  paused" in hot("schedules")
+    with pytest.raises(CommandError, match="No schedule named"):
+        hot("resume", "no.such.schedule")

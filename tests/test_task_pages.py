@@ -1,0 +1,99 @@
+"""The tasks and schedules pages and their actions."""
+
+import pytest
+
+from hotapp.models import Schedule, Task, TaskStatus
+from runtime import schedules, start
+from tests import task_handlers
+from tests.conftest import drain
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def echo_task():
+    handle = start(task_handlers.echo)
+    handle.send("hello")
+    handle.close()
+    drain()
+    return handle
+
+
+def test_the_tasks_page_lists_tasks_with_status_attempts_and_checkpoints(alice_client, echo_task):
+    page = alice_client.get("/tasks/").content.decode()
+
+    assert f'id="task-{echo_task.id}"' in page
+    assert "task-completed" in page and ">echo<" in page
+
+
+def test_the_tasks_page_filters_by_status(alice_client, echo_task):
+    start(task_handlers.waits_for_mail)
+
+    queued = alice_client.get("/tasks/?status=queued").content.decode()
+    assert "waits_for_mail" in queued and ">echo<" not in queued
+
+
+def test_a_task_page_shows_input_result_attempts_checkpoints_and_messages(alice_client, echo_task):
+    page = alice_client.get(f"/tasks/{echo_task.id}/").content.decode()
+
+    assert "&quot;count&quot;: 1" in page  # the result and the checkpoint
+    assert "Attempt 1" in page
+    assert "→ in" in page and "← out" in page
+    assert "&quot;echo&quot;: &quot;hello&quot;" in page
+    assert "received" in page
+
+
+def test_an_operator_can_send_a_message_close_the_inbox_and_cancel(alice_client):
+    handle = start(task_handlers.waits_for_mail)
+
+    response = alice_client.post(
+        f"/tasks/{handle.id}/send/", {"message": '{"go": true}'}, HTTP_HX_REQUEST="true"
+    )
+    assert response.content.lstrip().startswith(b'<div id="task-live"')
+    assert handle.messages("in") == [{"go": True}]
+
+    bad = alice_client.post(f"/tasks/{handle.id}/send/", {"message": "{not json"}, follow=True)
+    assert "not valid JSON" in bad.content.decode()
+
+    alice_client.post(f"/tasks/{handle.id}/close/")
+    assert Task.objects.get(id=handle.id).is_inbox_closed
+
+    alice_client.post(f"/tasks/{handle.id}/cancel/")
+    assert handle.status == TaskStatus.CANCELLED
+
+
+def test_viewers_cannot_act_on_tasks_or_schedules(bob_client):
+    handle = start(task_handlers.waits_for_mail)
+    schedules.sync()
+    schedule = Schedule.objects.first()
+
+    assert bob_client.post(f"/tasks/{handle.id}/cancel/").status_code == 403
+    assert bob_client.post(f"/schedules/{schedule.id}/pause/").status_code == 403
+    assert handle.status == TaskStatus.QUEUED
+
+
+def test_the_schedules_page_shows_expressions_in_words_and_next_fire_times(alice_client):
+    page = alice_client.get("/schedules/").content.decode()
+
+    assert "every_ten_seconds" in page and "every 10 seconds" in page
+    assert "*/5 * * * *" in page and "every 5 minutes" in page
+    assert page.count("Pause</button>") >= 4
+
+
+def test_a_schedule_can_be_paused_and_resumed_from_its_page(alice_client):
+    schedules.sync()
+    schedule = Schedule.objects.get(name="tests.task_handlers.every_ten_seconds")
+
+    alice_client.post(f"/schedules/{schedule.id}/pause/")
+    schedule.refresh_from_db()
+    assert schedule.is_paused
+    assert "Resume</button>" in alice_client.get("/schedules/").content.decode()
+
+    alice_client.post(f"/schedules/{schedule.id}/resume/")
+    schedule.refresh_from_db()
+    assert not schedule.is_paused
+
+
+def test_anonymous_visitors_are_sent_to_log_in(client, echo_task):
+    for url in ("/tasks/", f"/tasks/{echo_task.id}/", "/schedules/"):
+        assert client.get(url).url.startswith("/login/")
