@@ -20,12 +20,14 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 def configure(**extra_env: str) -> None:
     """Point this process at the scratch database and set Django up."""
     os.environ.update(
-        DATABASE_URL=DATABASE_URL,
-        REDIS_URL=REDIS_URL,
-        DJANGO_SETTINGS_MODULE="hotapp.settings",
-        HOT_HANDLER_MODULES="bench.handlers",
-        HOT_LOG_LEVEL="WARNING",
-        **extra_env,
+        {
+            "DATABASE_URL": DATABASE_URL,
+            "REDIS_URL": REDIS_URL,
+            "DJANGO_SETTINGS_MODULE": "hotapp.settings",
+            "HOT_HANDLER_MODULES": "bench.handlers",
+            "HOT_LOG_LEVEL": "WARNING",
+            **extra_env,
+        }
     )
     sys.path.insert(0, str(ROOT))
     import django
