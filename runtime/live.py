@@ -6,10 +6,10 @@ per process to at most one message every RING_INTERVAL seconds, so 1,000 transit
 cost ten channel-layer messages, not a thousand.
 """
 
+import asyncio
 import logging
 import threading
 
-from asgiref.sync import async_to_sync
 from django.db import transaction
 
 logger = logging.getLogger("hot.live")
@@ -34,13 +34,16 @@ class _Bell:
     def _loop(self) -> None:
         from channels.layers import get_channel_layer
 
+        # One event loop for the thread's life: the Redis channel layer keeps its connection
+        # per loop, so a fresh loop per ring (async_to_sync) would reconnect every time.
+        loop = asyncio.new_event_loop()
         while True:
             self._pending.wait()
             self._pending.clear()
             layer = get_channel_layer()
             if layer is not None:
                 try:
-                    async_to_sync(layer.group_send)(GROUP, {"type": "runs.changed"})
+                    loop.run_until_complete(layer.group_send(GROUP, {"type": "runs.changed"}))
                 except Exception:
                     logger.warning("could not notify dashboards", exc_info=True)
             # Rings during this pause collapse into the next message.
