@@ -62,32 +62,10 @@ def micro(calls: int, repeats: int = 30) -> None:
 
 
 def workflow_throughput(n: int, trace: bool) -> float:
-    from django.db import close_old_connections
+    from bench.workflow import hot_throughput
 
-    from hotapp.models import Run, RunStatus
-    from runtime import send
-
-    harness.reset_state()
-    close_old_connections()
-    with harness.workers(concurrency=2, HOT_TRACE="true" if trace else "false"):
-        # Warm the worker up (imports, connections) before timing.
-        send("bench:order:created", {"order_id": 0, "items": [{"price": 1}]})
-        harness.wait_until(lambda: Run.objects.filter(status=RunStatus.SUCCEEDED).count() == 3, 60)
-        harness.reset_state()
-        start = time.perf_counter()
-        for i in range(1, n + 1):
-            send("bench:order:created", {"order_id": i, "items": [{"price": 10}, {"price": 5}]})
-        done = Run.objects.filter(
-            function="bench.handlers.bench_order_shipped", status=RunStatus.SUCCEEDED
-        )
-        end = harness.wait_until(lambda: done.count() == n, timeout=600, poll=0.1)
-    elapsed = end - start
-    traces = "with" if trace else "without"
-    print(
-        f"workflow N={n} tracing {'on ' if trace else 'off'}: {elapsed:.2f} s, "
-        f"{n / elapsed:.0f} workflows/s, {3 * n / elapsed:.0f} steps/s ({traces} traces)"
-    )
-    return n / elapsed
+    label = f"hot, tracing {'on' if trace else 'off'}"
+    return hot_throughput(n, 2, label=label, HOT_TRACE="true" if trace else "false")
 
 
 def main() -> None:

@@ -23,12 +23,13 @@ from bench import harness  # noqa: E402
 ROOT = harness.ROOT
 
 
-def hot_throughput(n: int, concurrency: int) -> float:
+def hot_throughput(n: int, concurrency: int, label: str = "hot", **worker_env: str) -> float:
     from hotapp.models import Run, RunStatus
     from runtime import send
 
     harness.reset_state()
-    with harness.workers(concurrency=concurrency, DJANGO_SETTINGS_MODULE="hotapp.settings"):
+    worker_env.setdefault("DJANGO_SETTINGS_MODULE", "hotapp.settings")
+    with harness.workers(concurrency=concurrency, **worker_env):
         send("bench:order:created", {"order_id": 0, "items": [{"price": 1}]})  # warm up
         harness.wait_until(lambda: Run.objects.filter(status=RunStatus.SUCCEEDED).count() == 3, 60)
         harness.reset_state()
@@ -45,11 +46,11 @@ def hot_throughput(n: int, concurrency: int) -> float:
     # benchmark's own polling (a few per second), which is subtracted out roughly.
     commits = committed_transactions() - commits_before - int((end - start) / 0.25) - 2
     print(
-        f"hot: {(commits - n) / (3 * n):.2f} database transactions per step "
+        f"{label}: {(commits - n) / (3 * n):.2f} database transactions per step "
         f"(+1 per workflow for send()), design budget 2",
         flush=True,
     )
-    return report("hot", n, end - start)
+    return report(label, n, end - start)
 
 
 def committed_transactions() -> int:
