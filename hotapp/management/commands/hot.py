@@ -144,7 +144,10 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Hot App is running at {url}"))
         self.stdout.write(f"  database: {mode}; broker: {settings.CELERY_BROKER_URL}")
         self.stdout.write(f"  log in as: {username} / {password}")
-        self.stdout.write(f"  worker: in-process, {concurrency} threads; sweeper: in-process")
+        self.stdout.write(
+            f"  worker: in-process, {concurrency} threads (events and tasks); "
+            "scheduler and sweeper: in-process"
+        )
         if not no_demo:
             self.stdout.write(
                 f"  demo: sent {demo_orders} orders into the 3-step order workflow, started a "
