@@ -28,3 +28,8 @@ def bench_order_paid(event):
 @on_event("bench:order:shipped", retry=3)
 def bench_order_shipped(event):
     return {"notified": event.data["order_id"]}
+
+
+@on_event("bench:ping")
+def bench_ping(event):
+    return {"pong": event.data["n"]}

@@ -81,6 +81,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.cursor = _parse_time(content.get("cursor")) if content.get("cursor") else self.cursor
         self.floor = None
         self.sent.clear()
+        if kind in ("run", "task"):
+            # The page was rendered from this state: a change is news only if it is newer.
+            self.sent["page"] = self.cursor.isoformat()
         await self.flush()  # catch up on anything missed before (re)connecting
 
     async def runs_changed(self, message) -> None:

@@ -301,6 +301,10 @@ def test_a_user_talks_to_a_running_task_and_cancels_it(page, celery_worker):
     page.goto(f"/tasks/{handle.id}/")
     live_dot_is_on(page)
     page.fill("textarea[name=message]", '{"hello": "task"}')
+    # Something else talks to the task meanwhile: the page updates live, the draft survives.
+    handle.send("from a script")
+    page.locator("ol.messages-flow li.msg-out", has_text="from a script").wait_for(timeout=10_000)
+    assert page.input_value("textarea[name=message]") == '{"hello": "task"}'
     page.click("button:has-text('Send')")
     # The task's reply arrives over the websocket, without a reload.
     page.locator("ol.messages-flow li.msg-out", has_text="hello").wait_for(timeout=10_000)
