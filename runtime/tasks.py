@@ -343,9 +343,9 @@ def settle_orphans() -> int:
     """Sweeper step: a task left unfinished while none of its runs is active (a run ended by the
     sweeper rather than a worker) takes the outcome of its newest run."""
     settled = 0
-    unfinished = Task.objects.exclude(status__in=TASK_TERMINAL_STATUSES).filter(
-        created_at__lte=timezone.now() - timedelta(seconds=5)
-    )
+    # A task's run ends in the same transaction that records the task's outcome, and a retry's
+    # new attempt is inserted with the old one's end: a task seen here has no run left to wait on.
+    unfinished = Task.objects.exclude(status__in=TASK_TERMINAL_STATUSES)
     for task in unfinished.exclude(runs__status__in=ACTIVE_RUN_STATUSES)[:500]:
         last = task.runs.order_by("-attempt", "-created_at").first()
         if last is None:

@@ -201,3 +201,22 @@ def test_a_task_that_ignores_its_timeout_is_stopped_by_the_sweeper(celery_worker
     wait_for(timed_out, timeout=10, what="the sweeper to time it out")
     assert Run.objects.get(task_id=handle.id).status == RunStatus.FAILED
     task_handlers.release_the_ignorer.set()
+
+
+@pytest.mark.services
+def test_a_running_task_that_ignores_a_cancel_is_cancelled_after_the_grace_period(
+    celery_worker, settings
+):
+    settings.HOT = {**settings.HOT, "CANCEL_GRACE_SECONDS": 0}
+    task_handlers.release_the_ignorer.clear()
+    handle = start(task_handlers.ignores_its_timeout)
+    Task.objects.filter(id=handle.id).update(timeout_seconds=None)
+    wait_for(lambda: handle.status == TaskStatus.RUNNING, what="the task to start")
+    Task.objects.filter(id=handle.id).update(deadline_at=None)  # only the cancel may stop it
+
+    assert handle.cancel() is True
+    sweeper.sweep()
+
+    assert handle.status == TaskStatus.CANCELLED
+    assert Run.objects.get(task_id=handle.id).status == RunStatus.CANCELLED
+    task_handlers.release_the_ignorer.set()
