@@ -2,8 +2,11 @@
 
 import os
 import signal
+import subprocess
+from urllib.parse import urlparse
 
 import pytest
+from django.conf import settings
 from django.db.models import Q
 
 from hotapp.models import Event, Run, RunStatus
@@ -101,3 +104,62 @@ def test_a_running_run_that_ignores_a_cancel_is_cancelled_after_the_grace_period
     run.refresh_from_db()
     assert run.status == RunStatus.CANCELLED
     assert not Run.objects.filter(~Q(id=run.id)).exists()
+
+
+def redis_server(action: str) -> None:
+    """Stop or start the real Redis server the suite uses, as .ci/run starts it."""
+    port = str(urlparse(settings.REDIS_URL).port or 6379)
+    if action == "stop":
+        subprocess.run(
+            ["redis-cli", "-p", port, "shutdown", "nosave"], capture_output=True, timeout=10
+        )
+        return
+    for folder in ("/var/lib/redis", "/var/log/redis"):
+        os.makedirs(folder, exist_ok=True)
+    subprocess.run(
+        [
+            "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "-::1",
+            "--port",
+            port,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            "/var/lib/redis",
+            "--logfile",
+            "/var/log/redis/ci.log",
+        ],
+        check=True,
+        timeout=10,
+    )
+    wait_for(
+        lambda: (
+            subprocess.run(["redis-cli", "-p", port, "ping"], capture_output=True).stdout.strip()
+            == b"PONG"
+        ),
+        timeout=10,
+        what="redis to come back",
+    )
+
+
+def test_a_send_while_the_broker_is_down_is_kept_and_runs_once_it_is_back(celery_worker, settings):
+    settings.HOT = {**settings.HOT, "REQUEUE_AFTER_SECONDS": 0}
+    redis_server("stop")
+    try:
+        event_id = send("test:downstream", {"while": "redis was down"})  # does not raise
+        run = Run.objects.get(event_id=event_id)
+        assert run.status == RunStatus.QUEUED
+    finally:
+        redis_server("start")
+
+    def finished():
+        sweeper.sweep()
+        return Run.objects.filter(id=run.id, status=RunStatus.SUCCEEDED).exists()
+
+    wait_for(finished, timeout=60, what="the run to complete after the broker came back")
