@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from hotapp.filters import EventFilterForm, RunFilterForm, encode_cursor
 from hotapp.models import Event, Run
+from hotapp.querysets import filtered_page
 from runtime import HotError, cancel_run, rerun, retry_run
 
 PAGE_SIZE = 100
@@ -76,10 +77,7 @@ def event_json(event: Event) -> dict:
 def _list(request: HttpRequest, form, queryset, to_json: Callable) -> JsonResponse:
     if not form.is_valid():
         return JsonResponse({"errors": form.error_messages()}, status=400)
-    data = form.cleaned_data
-    rows, cursor = queryset.filtered(data, with_words=False).page(
-        data["after"], PAGE_SIZE, data["q"].words
-    )
+    rows, cursor = filtered_page(queryset, form.cleaned_data, PAGE_SIZE)
     next_cursor = encode_cursor(*cursor) if cursor else None
     return JsonResponse({"results": [to_json(row) for row in rows], "next": next_cursor})
 

@@ -18,7 +18,7 @@ from hotapp import querysets
 from hotapp.filters import EventFilterForm, RunFilterForm, encode_cursor
 from hotapp.lineage import stream_graph
 from hotapp.models import TERMINAL_STATUSES, Event, Run, RunStatus, RunTrace
-from hotapp.querysets import minutes_back
+from hotapp.querysets import filtered_page, minutes_back
 from runtime import HotError, cancel_run, rerun, retry_run
 from runtime.registry import all_handlers
 
@@ -47,10 +47,7 @@ def _list_context(request: HttpRequest, form, queryset) -> dict:
     rows: list = []
     cursor = None
     if form.is_valid():
-        data = form.cleaned_data
-        rows, cursor = queryset.filtered(data, with_words=False).page(
-            data["after"], PAGE_SIZE, data["q"].words
-        )
+        rows, cursor = filtered_page(queryset, form.cleaned_data, PAGE_SIZE)
     return {
         "form": form,
         "errors": form.error_messages(),

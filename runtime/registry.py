@@ -61,23 +61,23 @@ def on_event(
 def register(handler: Handler) -> None:
     """Add a handler, replacing one of the same name (a re-imported module)."""
     with _lock:
-        old = _by_name.get(handler.name)
+        _unindex(_by_name.get(handler.name))
         _by_name[handler.name] = handler
-        if old is not None and old.kind == "event":
-            _by_event[old.event_type] = tuple(
-                h for h in _by_event.get(old.event_type, ()) if h.name != old.name
-            )
         if handler.kind == "event":
             _by_event[handler.event_type] = (*_by_event.get(handler.event_type, ()), handler)
 
 
 def unregister(name: str) -> None:
     with _lock:
-        old = _by_name.pop(name, None)
-        if old is not None:
-            _by_event[old.event_type] = tuple(
-                h for h in _by_event.get(old.event_type, ()) if h.name != name
-            )
+        _unindex(_by_name.pop(name, None))
+
+
+def _unindex(old: Handler | None) -> None:
+    """Drop a replaced or removed handler from the by-event index (callers hold the lock)."""
+    if old is not None and old.kind == "event":
+        _by_event[old.event_type] = tuple(
+            h for h in _by_event.get(old.event_type, ()) if h.name != old.name
+        )
 
 
 def handler_named(name: str) -> Handler | None:
