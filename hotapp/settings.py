@@ -139,6 +139,9 @@ HOT = {
     "CANCEL_GRACE_SECONDS": env_float("HOT_CANCEL_GRACE_SECONDS", 30.0),
     # Pause between two sweeps.
     "SWEEP_INTERVAL_SECONDS": env_float("HOT_SWEEP_INTERVAL_SECONDS", 5.0),
+    # Most queued runs one worker claims, runs and commits together (fewer while handlers are
+    # slow); 1 turns batching off.
+    "CLAIM_BATCH": env_int("HOT_CLAIM_BATCH", 20),
     # Extra modules holding handlers, beside each installed app's `handlers` module.
     "HANDLER_MODULES": env_list("HOT_HANDLER_MODULES"),
     # The Celery queue of task attempts; `hot worker -Q hot.tasks` consumes it.

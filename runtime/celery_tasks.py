@@ -6,6 +6,11 @@ from runtime.celery_app import app
 
 @app.task(name="hot.execute_run")
 def execute_run(run_id: str) -> None:
+    executor.drain(run_id)
+
+
+@app.task(name="hot.execute_task")
+def execute_task(run_id: str) -> None:
     executor.execute(run_id)
 
 

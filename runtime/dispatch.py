@@ -1,4 +1,10 @@
-"""Ringing the workers' doorbell: a Celery message carrying a run id, never a payload."""
+"""Ringing the workers' doorbell: a Celery message carrying a run id, never a payload.
+
+On the event queue a message means "runs are queued": the worker that takes it claims the oldest
+queued runs in batches until none is left (executor.drain), so N new runs need only enough
+messages to wake enough workers, one per CLAIM_BATCH runs. A task attempt gets a message of its
+own on the task queue and is run alone (executor.execute).
+"""
 
 import logging
 import uuid
@@ -24,13 +30,19 @@ def enqueue_on_commit(run_ids: Sequence[uuid.UUID], queue: str | None = None) ->
 
 
 def enqueue(run_ids: Sequence[uuid.UUID], queue: str | None = None) -> None:
-    """Publish one message per run (to `queue`, or Celery's default). A broker failure is logged,
-    not raised: the run is already committed as queued and the sweeper re-enqueues it."""
-    from runtime.celery_tasks import execute_run
+    """Ring for queued runs: on the task queue one message per run, on the event queue one per
+    CLAIM_BATCH runs. A broker failure is logged, not raised: the runs are already committed as
+    queued and the sweeper re-enqueues them."""
+    from runtime.celery_tasks import execute_run, execute_task
 
-    for run_id in run_ids:
+    if queue == settings.HOT["TASK_QUEUE"]:
+        doorbells = [(execute_task, run_id) for run_id in run_ids]
+    else:
+        step = settings.HOT["CLAIM_BATCH"]
+        doorbells = [(execute_run, run_ids[i]) for i in range(0, len(run_ids), step)]
+    for task, run_id in doorbells:
         try:
-            execute_run.apply_async((str(run_id),), queue=queue)
+            task.apply_async((str(run_id),), queue=queue)
         except Exception:
             logger.warning(
                 "could not enqueue run; the sweeper will retry",

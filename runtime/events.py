@@ -35,24 +35,23 @@ def send(event_type: str, data: Any = None) -> uuid.UUID:
         ctx.outbox.append(pending)
         return pending.id
     with transaction.atomic():
-        persist_events([pending], source_run_id=None, stream_id=None)
+        persist_events([(pending, None, None)])
     return pending.id
 
 
 def persist_events(
-    pending: Iterable[PendingEvent],
-    source_run_id: uuid.UUID | None,
-    stream_id: uuid.UUID | None,
+    sent: Iterable[tuple[PendingEvent, uuid.UUID | None, uuid.UUID | None]],
 ) -> list[uuid.UUID]:
-    """Insert events and their runs; ring the workers' doorbell once the transaction commits.
+    """Insert events, given as (event, the run that sent it, its stream), and their runs, in
+    one INSERT each; ring the workers' doorbell once the transaction commits.
 
-    Must be called inside `transaction.atomic()`. With no `stream_id` each event starts a new
-    stream, identified by the event's own id.
+    Must be called inside `transaction.atomic()`. With no stream an event starts a new stream,
+    identified by the event's own id.
     """
     now = timezone.now()
     events: list[Event] = []
     runs: list[Run] = []
-    for item in pending:
+    for item, source_run_id, stream_id in sent:
         handlers = handlers_for(item.type)
         stream = stream_id or item.id
         events.append(

@@ -1,7 +1,10 @@
-"""Execute one run: claim it, call its handler, commit the outcome.
+"""Execute runs: claim them, call their handlers, commit their outcomes.
 
-The happy path is two transactions: the claim (one conditional UPDATE … RETURNING) and the
-completion (the run's outcome, the events it sent and their new runs, in one transaction).
+The happy path is two transactions for a whole batch of runs: the claim (one conditional
+UPDATE … RETURNING) and the completion (every outcome, the events the runs sent and their new
+runs, in one transaction). A Celery message is only a doorbell: the worker that gets one claims
+the oldest queued runs, up to a batch, and keeps claiming until the queue is empty (or
+DRAIN_SECONDS pass), so a burst of N runs costs far fewer than N wake-ups and commits.
 """
 
 import asyncio
@@ -10,18 +13,21 @@ import logging
 import os
 import secrets
 import socket
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, TypedDict
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from hotapp.models import Run, RunStatus, RunTrace, TaskStatus
+from hotapp.models import Run, RunStatus, RunTrace, TaskStatus, Trigger
 from runtime import dispatch, registry, tasks
 from runtime.context import Event, RunContext, Tick, activate
 from runtime.db import with_db_retry
@@ -32,7 +38,7 @@ from runtime.live import runs_changed
 from runtime.payloads import check_json
 from runtime.retry import delay_ms_before, has_retry_left
 from runtime.tracer import Tracer, set_current_tracer, user_code
-from runtime.transitions import transition
+from runtime.transitions import write_claimed
 
 logger = logging.getLogger("hot.executor")
 
@@ -41,53 +47,185 @@ MAX_ERROR_MESSAGE = 10_000
 MAX_TRACEBACK = 50_000
 
 
-def execute(run_id: str | uuid.UUID) -> None:
-    """Run `run_id` if it is still queued; otherwise (duplicate delivery, cancelled) do nothing."""
+# A worker keeps claiming for this long after a doorbell, then rings again and lets Celery
+# take its next message (a warm shutdown waits at most this long).
+DRAIN_SECONDS = 1.0
+# How much handler time one batch may hold back its last run (see _BatchSizer).
+BATCH_BUDGET_SECONDS = 0.05
+
+
+def _parse(run_id: str | uuid.UUID | None) -> uuid.UUID | None:
+    if run_id is None or isinstance(run_id, uuid.UUID):
+        return run_id
     try:
-        rid = run_id if isinstance(run_id, uuid.UUID) else uuid.UUID(str(run_id))
+        return uuid.UUID(str(run_id))
     except ValueError:
         logger.error("ignoring a message with a malformed run id %r", run_id)
+        return None
+
+
+def execute(run_id: str | uuid.UUID) -> None:
+    """Run `run_id` alone if it is still queued; otherwise (duplicate delivery, cancelled) do
+    nothing. Task attempts come this way: they are long, so they are never batched."""
+    rid = _parse(run_id)
+    if rid is None:
         return
-    token = f"{_HOST}:{secrets.token_hex(4)}"
-    run = with_db_retry(lambda: claim(rid, token), "claim")
-    if run is None:
-        return
+    token = _new_token()
+    runs = with_db_retry(partial(claim, rid, token), "claim")
+    if runs:
+        _run_batch(runs, token)
+
+
+def drain(run_id: str | uuid.UUID | None = None) -> int:
+    """Answer a doorbell of the event queue: claim and run the oldest queued runs in batches
+    until none is left; returns how many ran. `run_id` (the run the doorbell was rung for) is
+    only logged: the queue is served in order, and that run is in it if still queued."""
+    deadline = time.monotonic() + DRAIN_SECONDS
+    done = 0
+    while True:
+        token = _new_token()
+        size = _sizer.size()
+        runs = with_db_retry(partial(claim_batch, token, size), "claim")
+        if not runs:
+            return done
+        _run_batch(runs, token)
+        done += len(runs)
+        if time.monotonic() > deadline:
+            # More may be queued: hand the rest back to Celery rather than hold this child.
+            dispatch.enqueue([runs[-1].id])
+            return done
+
+
+def _new_token() -> str:
+    return f"{_HOST}:{secrets.token_hex(4)}"
+
+
+class _BatchSizer:
+    """How many runs to claim at once: as many as fit in BATCH_BUDGET_SECONDS of handler time
+    (a moving average per process), so that fast handlers are batched and slow ones are not and
+    no claimed run waits long behind the others."""
+
+    def __init__(self) -> None:
+        self.average = BATCH_BUDGET_SECONDS / 4  # until measured: small batches
+
+    def observe(self, seconds: float, count: int) -> None:
+        self.average = 0.8 * self.average + 0.2 * (seconds / max(count, 1))
+
+    def size(self) -> int:
+        most = settings.HOT["CLAIM_BATCH"]
+        return max(1, min(most, int(BATCH_BUDGET_SECONDS / max(self.average, 1e-6))))
+
+
+_sizer = _BatchSizer()
+
+
+@dataclass
+class Outcome:
+    """How one run ended, before it is committed."""
+
+    run: Run
+    ctx: RunContext
+    status: str
+    started_at: datetime
+    finished_at: datetime
+    trace: dict | None = None
+    result: Any = None
+    error: "ErrorFields | None" = None
+    retry_delay: timedelta | None = None
+    task_status: str | None = None
+
+
+def _run_batch(runs: list[Run], token: str) -> None:
+    """Call each claimed run's handler in turn, then commit every outcome in one transaction."""
+    contexts = [
+        RunContext(run.id, run.function, run.attempt, run.stream_id, run.origin_run_id)
+        for run in runs
+    ]
+    for ctx in contexts:
+        # Claimed runs waiting their turn keep their leases too.
+        lease_keeper.track(ctx, token)
+    outcomes = []
+    began = time.monotonic()
+    try:
+        for run, ctx in zip(runs, contexts, strict=True):
+            try:
+                outcomes.append(_call(run, ctx))
+            finally:
+                lease_keeper.untrack(run.id)
+    finally:
+        # Also on SystemExit and the like: the leases then lapse and the sweeper re-queues.
+        for ctx in contexts:
+            lease_keeper.untrack(ctx.run_id)
+    _sizer.observe(time.monotonic() - began, len(runs))
+    with_db_retry(lambda: complete(outcomes, token), "completion")
+
+
+def _call(run: Run, ctx: RunContext) -> Outcome:
+    started = timezone.now()
     handler = registry.handler_named(run.function)
     if handler is None:
-        _finish_failed(
-            run,
-            token,
-            HandlerNotFound(
-                f"No handler named {run.function!r} is registered in this worker; deploy it and "
-                "retry the run"
-            ),
-            allow_retry=False,
+        missing = HandlerNotFound(
+            f"No handler named {run.function!r} is registered in this worker; deploy it and "
+            "retry the run"
         )
-        return
-
-    ctx = RunContext(run.id, run.function, run.attempt, run.stream_id, run.origin_run_id)
+        return _failed(run, ctx, started, missing, allow_retry=False)
     tracer = new_tracer(ctx) if handler.trace and settings.HOT["TRACE"] else None
-    lease_keeper.track(ctx, token)
     try:
         argument = handler_argument(handler.kind, run, ctx)
         with activate(ctx), tracing(tracer):
             result = call_handler(handler.fn, argument)
         check_json(result, f"Result of {run.function}")
     except Cancelled:
-        _finish_cancelled(run, token, _document(tracer))
-        return
+        return Outcome(
+            run,
+            ctx,
+            RunStatus.CANCELLED,
+            started,
+            timezone.now(),
+            trace=_document(tracer),
+            task_status=TaskStatus.CANCELLED,
+        )
     except TaskTimedOut:
         timed_out = TaskTimedOut(f"Task {run.task_id} ran past its timeout")
-        _finish_failed(run, token, timed_out, False, _document(tracer))
-        return
+        return _failed(run, ctx, started, timed_out, False, _document(tracer))
     except Exception as exc:
         allow_retry = not isinstance(exc, PayloadError)
-        _finish_failed(run, token, exc, allow_retry, _document(tracer))
-        return
-    finally:
-        # Also on SystemExit and the like: the lease then lapses and the sweeper re-queues.
-        lease_keeper.untrack(run.id)
-    _finish_succeeded(run, token, result, ctx, _document(tracer))
+        return _failed(run, ctx, started, exc, allow_retry, _document(tracer))
+    return Outcome(
+        run,
+        ctx,
+        RunStatus.SUCCEEDED,
+        started,
+        timezone.now(),
+        trace=_document(tracer),
+        result=result,
+        task_status=TaskStatus.COMPLETED,
+    )
+
+
+def _failed(
+    run: Run,
+    ctx: RunContext,
+    started: datetime,
+    exc: BaseException,
+    allow_retry: bool,
+    trace: dict | None = None,
+) -> Outcome:
+    policy = run.retry_policy or {}
+    retry_delay = None
+    if allow_retry and has_retry_left(policy, run.attempt):
+        retry_delay = timedelta(milliseconds=delay_ms_before(policy, run.attempt))
+    return Outcome(
+        run,
+        ctx,
+        RunStatus.PENDING_RETRY if retry_delay is not None else RunStatus.FAILED,
+        started,
+        timezone.now(),
+        trace=trace,
+        error=describe_error(exc),
+        retry_delay=retry_delay,
+        task_status=TaskStatus.TIMED_OUT if isinstance(exc, TaskTimedOut) else TaskStatus.FAILED,
+    )
 
 
 def handler_argument(kind: str, run: Run, ctx: RunContext) -> Any:
@@ -138,119 +276,156 @@ def _document(tracer: Tracer | None) -> dict | None:
     return tracer.document() if tracer is not None else None
 
 
-def _save_trace(run_id: uuid.UUID, document: dict | None) -> None:
-    if document is not None:
-        RunTrace.objects.create(
-            run_id=run_id,
-            data=document,
-            span_count=document["span_count"],
-            is_truncated=document["is_truncated"],
-        )
+_CLAIM_SET = "status = %s, started_at = %s, updated_at = %s, lease_expires_at = %s, claimed_by = %s"
 
 
-def claim(run_id: uuid.UUID, token: str) -> Run | None:
-    """Atomically move a queued run to running under `token`; None if it was not queued.
+def _claim_params(token: str) -> list:
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.HOT["RUN_LEASE_SECONDS"])
+    field = Run._meta.get_field("started_at")
+    stamp = field.get_db_prep_value(now, connection)
+    return [
+        str(RunStatus.RUNNING),
+        stamp,
+        stamp,
+        field.get_db_prep_value(lease, connection),
+        token,
+    ]
+
+
+def _claimed(sql: str, params: list) -> list[Run]:
+    runs = list(Run.objects.raw(sql, params))
+    if runs:
+        runs_changed()
+    return runs
+
+
+def claim(run_id: uuid.UUID, token: str) -> list[Run]:
+    """Atomically move one queued run to running under `token`; [] if it was not queued.
 
     One conditional UPDATE: of two workers handed the same run, only one sees a row come back.
     """
-    now = timezone.now()
-    lease = now + timedelta(seconds=settings.HOT["RUN_LEASE_SECONDS"])
-    meta = Run._meta
+    table = Run._meta.db_table
+    sql = f"UPDATE {table} SET {_CLAIM_SET} WHERE id = %s AND status = %s RETURNING *"
+    pk = Run._meta.pk.get_db_prep_value(run_id, connection)
+    return _claimed(sql, [*_claim_params(token), pk, str(RunStatus.QUEUED)])
+
+
+def claim_batch(token: str, size: int) -> list[Run]:
+    """Atomically move up to `size` of the oldest queued runs (not task attempts, which have
+    their own queue) to running under `token`, in queue order.
+
+    One UPDATE of the rows a sub-select locked; on PostgreSQL SKIP LOCKED lets workers claiming
+    at the same moment take different runs instead of waiting for each other. SQLite has one
+    writer at a time, so there the statement alone is the guard.
+    """
+    table = Run._meta.db_table
+    skip_locked = connection.features.has_select_for_update_skip_locked
+    lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
     sql = (
-        f"UPDATE {meta.db_table} SET status = %s, started_at = %s, updated_at = %s, "
-        "lease_expires_at = %s, claimed_by = %s WHERE id = %s AND status = %s RETURNING *"
+        f"UPDATE {table} SET {_CLAIM_SET} WHERE status = %s AND id IN ("
+        f"SELECT id FROM {table} WHERE status = %s AND trigger <> %s "
+        f"ORDER BY queued_at LIMIT %s{lock}) RETURNING *"
     )
-    started = meta.get_field("started_at")
-    params = [
-        str(RunStatus.RUNNING),
-        started.get_db_prep_value(now, connection),
-        started.get_db_prep_value(now, connection),
-        started.get_db_prep_value(lease, connection),
-        token,
-        meta.pk.get_db_prep_value(run_id, connection),
-        str(RunStatus.QUEUED),
-    ]
-    rows = list(Run.objects.raw(sql, params))
-    if rows:
-        runs_changed()
-    return rows[0] if rows else None
+    queued = str(RunStatus.QUEUED)
+    runs = _claimed(sql, [*_claim_params(token), queued, queued, str(Trigger.TASK), size])
+    runs.sort(key=lambda run: (run.queued_at, run.id))
+    return runs
 
 
-def _finish_succeeded(
-    run: Run, token: str, result: Any, ctx: RunContext, trace: dict | None
-) -> None:
-    def commit() -> None:
-        with transaction.atomic():
-            updated = transition(
-                Run.objects.filter(id=run.id, status=RunStatus.RUNNING, claimed_by=token),
-                status=RunStatus.SUCCEEDED,
-                result=result,
-                finished_at=timezone.now(),
-                lease_expires_at=None,
-            )
-            # 0 rows: the run was cancelled or recovered while it ran; its sends are dropped.
-            if updated:
-                _save_trace(run.id, trace)
-                if ctx.outbox:
-                    persist_events(ctx.outbox, source_run_id=run.id, stream_id=run.stream_id)
-                for effect in ctx.on_success:  # tasks it started
-                    effect()
-                if run.task_id:
-                    tasks.record_outcome(run.task_id, TaskStatus.COMPLETED, result=result)
-
-    with_db_retry(commit, "completion")
+# The columns an outcome writes (with updated_at); all are set, to the run's own value where an
+# outcome leaves one alone.
+_OUTCOME_FIELDS = [
+    "status",
+    "started_at",
+    "finished_at",
+    "lease_expires_at",
+    "result",
+    "next_retry_at",
+    "error_type",
+    "error_message",
+    "error_traceback",
+]
 
 
-def _finish_failed(
-    run: Run, token: str, exc: BaseException, allow_retry: bool, trace: dict | None = None
-) -> None:
-    policy = run.retry_policy or {}
-    now = timezone.now()
-    retry_delay: timedelta | None = None
-    if allow_retry and has_retry_left(policy, run.attempt):
-        retry_delay = timedelta(milliseconds=delay_ms_before(policy, run.attempt))
-    error = describe_error(exc)
+def complete(outcomes: list[Outcome], token: str) -> None:
+    """Commit a batch of outcomes in one transaction: the runs' new states, their traces, the
+    events the succeeded runs sent with their new runs, and the tasks they started or ended.
 
-    def commit() -> None:
-        with transaction.atomic():
-            updated = transition(
-                Run.objects.filter(id=run.id, status=RunStatus.RUNNING, claimed_by=token),
-                status=RunStatus.PENDING_RETRY if retry_delay is not None else RunStatus.FAILED,
-                next_retry_at=now + retry_delay if retry_delay is not None else None,
-                finished_at=now,
-                lease_expires_at=None,
-                **error,
-            )
-            if updated:
-                _save_trace(run.id, trace)
-            if updated and retry_delay is not None:
-                dispatch.schedule_retry_promotion(run.id, retry_delay)
-            elif updated and run.task_id:
-                timed_out = isinstance(exc, TaskTimedOut)
-                tasks.record_outcome(
-                    run.task_id,
-                    TaskStatus.TIMED_OUT if timed_out else TaskStatus.FAILED,
-                    error_type=error["error_type"],
-                    error_message=error["error_message"],
-                )
+    Runs cancelled or recovered by someone else while they ran are no longer running under
+    `token`; they are left alone and whatever they sent is dropped.
+    """
+    with transaction.atomic():
+        ids = [outcome.run.id for outcome in outcomes]
+        ours = set(
+            Run.objects.select_for_update()
+            .filter(id__in=ids, status=RunStatus.RUNNING, claimed_by=token)
+            .values_list("id", flat=True)
+        )
+        kept = [outcome for outcome in outcomes if outcome.run.id in ours]
+        if not kept:
+            return
+        now = timezone.now()
+        for outcome in kept:
+            _apply(outcome)
+        write_claimed([outcome.run for outcome in kept], _OUTCOME_FIELDS, now)
+        traces = [_trace_row(outcome) for outcome in kept if outcome.trace is not None]
+        if traces:
+            RunTrace.objects.bulk_create(traces)
+        sent = [
+            (pending, outcome.run.id, outcome.run.stream_id)
+            for outcome in kept
+            if outcome.status == RunStatus.SUCCEEDED
+            for pending in outcome.ctx.outbox
+        ]
+        if sent:
+            persist_events(sent)
+        for outcome in kept:
+            _after(outcome)
 
-    with_db_retry(commit, "failure")
+
+def _apply(outcome: Outcome) -> None:
+    run = outcome.run
+    run.status = outcome.status
+    run.started_at = outcome.started_at
+    run.finished_at = outcome.finished_at
+    run.lease_expires_at = None
+    if outcome.status == RunStatus.SUCCEEDED:
+        run.result = outcome.result
+    if outcome.error is not None:
+        run.error_type = outcome.error["error_type"]
+        run.error_message = outcome.error["error_message"]
+        run.error_traceback = outcome.error["error_traceback"]
+    if outcome.retry_delay is not None:
+        run.next_retry_at = outcome.finished_at + outcome.retry_delay
 
 
-def _finish_cancelled(run: Run, token: str, trace: dict | None) -> None:
-    def commit() -> None:
-        with transaction.atomic():
-            if transition(
-                Run.objects.filter(id=run.id, status=RunStatus.RUNNING, claimed_by=token),
-                status=RunStatus.CANCELLED,
-                finished_at=timezone.now(),
-                lease_expires_at=None,
-            ):
-                _save_trace(run.id, trace)
-                if run.task_id:
-                    tasks.record_outcome(run.task_id, TaskStatus.CANCELLED)
+def _after(outcome: Outcome) -> None:
+    """The effects of one committed outcome beyond its own row."""
+    run = outcome.run
+    if outcome.status == RunStatus.SUCCEEDED:
+        for effect in outcome.ctx.on_success:  # tasks it started
+            effect()
+    if outcome.retry_delay is not None:
+        dispatch.schedule_retry_promotion(run.id, outcome.retry_delay)
+    elif run.task_id and outcome.task_status is not None:
+        fields: dict[str, Any] = {}
+        if outcome.status == RunStatus.SUCCEEDED:
+            fields["result"] = outcome.result
+        elif outcome.error is not None:
+            fields["error_type"] = outcome.error["error_type"]
+            fields["error_message"] = outcome.error["error_message"]
+        tasks.record_outcome(run.task_id, outcome.task_status, **fields)
 
-    with_db_retry(commit, "cancellation")
+
+def _trace_row(outcome: Outcome) -> RunTrace:
+    document = outcome.trace or {}
+    return RunTrace(
+        run_id=outcome.run.id,
+        data=document,
+        span_count=document["span_count"],
+        is_truncated=document["is_truncated"],
+    )
 
 
 class ErrorFields(TypedDict):

@@ -22,22 +22,20 @@ logger = logging.getLogger("hot.lease")
 class LeaseKeeper:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._active: dict[str, RunContext] = {}  # claim token -> run
+        self._active: dict[uuid.UUID, tuple[RunContext, str]] = {}  # run id -> (run, claim token)
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def track(self, ctx: RunContext, token: str) -> None:
         with self._lock:
-            self._active[token] = ctx
+            self._active[ctx.run_id] = (ctx, token)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="hot-lease", daemon=True)
                 self._thread.start()
 
     def untrack(self, run_id: uuid.UUID) -> None:
         with self._lock:
-            for token, ctx in list(self._active.items()):
-                if ctx.run_id == run_id:
-                    del self._active[token]
+            self._active.pop(run_id, None)
 
     def interval(self) -> float:
         # Renew well before expiry; poll at least every 2 s so a cancel is noticed quickly.
@@ -57,15 +55,13 @@ class LeaseKeeper:
             finally:
                 close_old_connections()
 
-    def renew(self, active: dict[str, RunContext]) -> None:
+    def renew(self, active: dict[uuid.UUID, tuple[RunContext, str]]) -> None:
         lease = timezone.now() + timedelta(seconds=settings.HOT["RUN_LEASE_SECONDS"])
-        ids = [ctx.run_id for ctx in active.values()]
-        mine = Run.objects.filter(id__in=ids, claimed_by__in=list(active))
+        tokens = {token for _, token in active.values()}
+        mine = Run.objects.filter(id__in=list(active), claimed_by__in=tokens)
         mine.filter(status=RunStatus.RUNNING).update(lease_expires_at=lease)
-        for token in mine.filter(cancel_requested_at__isnull=False).values_list(
-            "claimed_by", flat=True
-        ):
-            active[token].is_cancel_requested = True
+        for run_id in mine.filter(cancel_requested_at__isnull=False).values_list("id", flat=True):
+            active[run_id][0].is_cancel_requested = True
 
 
 lease_keeper = LeaseKeeper()

@@ -1,11 +1,13 @@
 """The one way run rows change state: a conditional UPDATE that stamps updated_at and, once
 committed, tells the dashboards."""
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from hotapp.models import Run
 from runtime.live import runs_changed
 
 
@@ -19,3 +21,15 @@ def transition(runs: QuerySet, *, now: datetime | None = None, **fields) -> int:
     if changed:
         runs_changed()
     return changed
+
+
+def write_claimed(runs: Sequence[Run], fields: list[str], now: datetime) -> None:
+    """Write the changed `fields` of several runs in one UPDATE (CASE per column).
+
+    For rows the caller has locked (SELECT … FOR UPDATE) and checked to be in the expected
+    state inside the same transaction: the lock, not the UPDATE's filter, is the guard here.
+    """
+    for run in runs:
+        run.updated_at = now
+    Run.objects.bulk_update(runs, [*fields, "updated_at"])
+    runs_changed()

@@ -76,3 +76,16 @@ def fixed_by_hand(event):
     if current_run().attempt == 1:
         raise Boom("the card was declined (retry me by hand)")
     return {"charged": event.data["order_id"]}
+
+
+@on_event("test:batch")
+def batch_member(event):
+    """Records each execution, so a test can count how often every run ran."""
+    if "log" in event.data:
+        with Path(event.data["log"]).open("a") as f:
+            f.write(f"{current_run().run_id}\n")
+    if "sleep" in event.data:
+        time.sleep(event.data["sleep"])
+    if "send" in event.data:
+        send("test:downstream", event.data["send"])
+    return event.data.get("n")

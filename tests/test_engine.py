@@ -229,7 +229,7 @@ def test_a_malformed_or_unknown_run_id_is_a_clear_error(action):
 def test_a_run_asked_to_cancel_whose_worker_died_ends_cancelled_not_requeued():
     send("test:downstream")
     run = Run.objects.get()
-    assert executor.claim(run.id, "dead-worker") is not None
+    assert executor.claim(run.id, "dead-worker")
     assert cancel_run(run.id) == RunStatus.RUNNING
     Run.objects.filter(id=run.id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
 
@@ -243,7 +243,7 @@ def test_a_run_whose_worker_keeps_dying_ends_failed_with_worker_lost(settings):
     send("test:downstream")
     run = Run.objects.get()
     for _ in range(settings.HOT["MAX_RECOVERIES"] + 1):
-        assert executor.claim(run.id, "dying-worker") is not None
+        assert executor.claim(run.id, "dying-worker")
         Run.objects.filter(id=run.id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
         sweeper.sweep()
 

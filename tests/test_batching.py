@@ -1,0 +1,182 @@
+"""Batched execution: one doorbell drains the event queue in batches, each claimed in one
+statement and committed in one transaction (runtime/executor.py drain)."""
+
+import threading
+import time
+import uuid
+from collections import Counter
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from hotapp.models import Event, Run, RunStatus, RunTrace
+from runtime import executor, send, start, sweeper
+from runtime.transitions import transition
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def batch_of(settings, monkeypatch):
+    """Batches of exactly `size` runs: the limit set, and the handler-time estimate at zero."""
+
+    def configure(size: int) -> None:
+        settings.HOT = {**settings.HOT, "CLAIM_BATCH": size}
+        monkeypatch.setattr(executor._sizer, "average", 0.0)
+
+    return configure
+
+
+def send_batch(count: int, **data) -> None:
+    for n in range(count):
+        send("test:batch", {"n": n, **data})
+
+
+def test_one_doorbell_runs_every_queued_run_in_queue_order(batch_of):
+    batch_of(4)
+    send_batch(10, send={"next": True})
+
+    # The ten, then the ten runs their events queued.
+    assert executor.drain() == 20
+
+    runs = list(Run.objects.filter(event_type="test:batch").order_by("queued_at", "id"))
+    assert [run.status for run in runs] == [RunStatus.SUCCEEDED] * 10
+    assert [run.result for run in runs] == list(range(10))
+    assert RunTrace.objects.filter(run__in=runs).count() == 10
+    # Each run's own event, in its own stream, with its run.
+    for run in runs:
+        [sent] = Event.objects.filter(source_run=run)
+        assert sent.stream_id == run.stream_id and sent.runs.get().status == RunStatus.SUCCEEDED
+    # Started in order, each after the one before had finished.
+    for before, after in zip(runs, runs[1:], strict=False):
+        assert before.finished_at <= after.started_at
+
+
+def test_a_batch_costs_the_same_statements_whatever_its_size(batch_of):
+    def statements_for(count: int) -> int:
+        send_batch(count, send={"next": True})
+        with CaptureQueriesContext(connection) as queries:
+            executor.drain()
+        Run.objects.all().delete()
+        return len(queries)
+
+    batch_of(20)
+    # One batch, then the empty claim that ends the drain.
+    assert statements_for(2) == statements_for(20)
+
+
+def test_a_failing_run_keeps_its_sends_out_and_does_not_hold_back_the_rest(batch_of):
+    batch_of(10)
+    send_batch(2, send={"from": "batch"})
+    send("test:always-fails", {})
+    send_batch(2, send={"from": "batch"})
+
+    executor.drain()
+
+    statuses = Counter(Run.objects.filter(event_type="test:batch").values_list("status", flat=True))
+    assert statuses == {RunStatus.SUCCEEDED: 4}
+    failed = Run.objects.get(event_type="test:always-fails")
+    assert failed.status == RunStatus.PENDING_RETRY and "attempt 1 failed" in failed.error_message
+    assert not Event.objects.filter(type="test:should-not-arrive").exists()
+    assert Event.objects.filter(type="test:downstream").count() == 4
+
+
+def test_a_run_ended_by_someone_else_while_its_batch_ran_is_left_alone(batch_of):
+    batch_of(10)
+    send_batch(3, send={"from": "batch"})
+    token = "worker-under-test"
+    runs = executor.claim_batch(token, 10)
+    victim = runs[1]
+    # What an operator's forced cancel does to a run that ignores the request.
+    transition(Run.objects.filter(id=victim.id), status=RunStatus.CANCELLED)
+
+    executor._run_batch(runs, token)
+
+    victim.refresh_from_db()
+    assert victim.status == RunStatus.CANCELLED and victim.result is None
+    assert not Event.objects.filter(source_run=victim).exists()
+    assert not RunTrace.objects.filter(run=victim).exists()
+    others = Run.objects.filter(id__in=[runs[0].id, runs[2].id])
+    assert {run.status for run in others} == {RunStatus.SUCCEEDED}
+
+
+def test_task_attempts_are_left_to_the_task_queue(batch_of):
+    batch_of(10)
+    handle = start("tests.task_handlers.count_items", {"total": 1, "log": "/dev/null"})
+    send_batch(1)
+
+    assert executor.drain() == 1
+
+    attempt = Run.objects.get(task_id=handle.id)
+    assert attempt.status == RunStatus.QUEUED
+
+
+def test_slow_handlers_are_claimed_one_at_a_time_and_fast_ones_in_full_batches(settings):
+    settings.HOT = {**settings.HOT, "CLAIM_BATCH": 20}
+    sizer = executor._BatchSizer()
+    for _ in range(10):
+        sizer.observe(2.0, 1)
+    assert sizer.size() == 1
+    for _ in range(30):
+        sizer.observe(0.001, 10)
+    assert sizer.size() == 20
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_draining_at_once_run_every_run_exactly_once(batch_of, tmp_path):
+    batch_of(8)
+    log = tmp_path / "executions.log"
+    send_batch(120, log=str(log))
+
+    def worker() -> None:
+        try:
+            executor.drain()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    executions = Counter(log.read_text().split())
+    assert len(executions) == 120 and set(executions.values()) == {1}
+    assert set(Run.objects.values_list("status", flat=True)) == {RunStatus.SUCCEEDED}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runs_waiting_in_a_batch_keep_their_leases(batch_of, settings, tmp_path):
+    """The second run waits behind a first that outlives the lease; the sweeper must not take
+    it for the run of a dead worker."""
+    batch_of(2)
+    # The lease keeper's thread may be asleep for up to 2 s (its interval under the default
+    # lease) before it notices this shorter lease: 3 s leaves room for that.
+    settings.HOT = {**settings.HOT, "RUN_LEASE_SECONDS": 3.0}
+    log = tmp_path / "executions.log"
+    send("test:batch", {"n": 0, "sleep": 5.0, "log": str(log)})
+    send("test:batch", {"n": 1, "log": str(log)})
+    recovered: list[int] = []
+
+    def sweep_while_it_runs() -> None:
+        try:
+            time.sleep(4.0)
+            recovered.append(sweeper.sweep()["recovered"])
+        finally:
+            connection.close()
+
+    sweeping = threading.Thread(target=sweep_while_it_runs)
+    sweeping.start()
+    executor.drain()
+    sweeping.join(10)
+
+    assert recovered == [0]
+    assert Counter(log.read_text().split()) == {str(r.id): 1 for r in Run.objects.all()}
+    wait_for(lambda: set(Run.objects.values_list("status", flat=True)) == {"succeeded"})
+
+
+def test_a_malformed_doorbell_is_ignored():
+    assert executor.execute("not-a-uuid") is None
+    assert executor.execute(uuid.uuid4()) is None
