@@ -37,6 +37,7 @@ def hot_throughput(n: int, concurrency: int, label: str = "hot", **worker_env: s
         start = time.perf_counter()
         for i in range(1, n + 1):
             send("bench:order:created", {"order_id": i, "items": [{"price": 10}, {"price": 5}]})
+        sent = time.perf_counter()
         done = Run.objects.filter(
             function="bench.handlers.bench_order_shipped", status=RunStatus.SUCCEEDED
         )
@@ -45,6 +46,7 @@ def hot_throughput(n: int, concurrency: int, label: str = "hot", **worker_env: s
     # Every transaction of the run: n sends, the steps' claims and completions, and the
     # benchmark's own polling (a few per second), which is subtracted out roughly.
     commits = committed_transactions() - commits_before - int((end - start) / 0.25) - 2
+    print(f"{label}: the {n} send() calls took {sent - start:.2f} s", flush=True)
     print(
         f"{label}: {(commits - n) / (3 * n):.2f} database transactions per step "
         f"(+1 per workflow for send()), design budget 2",

@@ -4,7 +4,8 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from hotapp.ids import uuid7
@@ -34,8 +35,13 @@ def send(event_type: str, data: Any = None) -> uuid.UUID:
         ctx.check_cancelled()
         ctx.outbox.append(pending)
         return pending.id
-    with transaction.atomic():
+    if _autocommit_on_postgresql():
+        # In autocommit the event and its runs go in one statement, its own transaction: one
+        # round trip instead of four (BEGIN, two INSERTs, COMMIT).
         persist_events([(pending, None, None)])
+    else:
+        with transaction.atomic():
+            persist_events([(pending, None, None)])
     return pending.id
 
 
@@ -45,8 +51,9 @@ def persist_events(
     """Insert events, given as (event, the run that sent it, its stream), and their runs, in
     one INSERT each; ring the workers' doorbell once the transaction commits.
 
-    Must be called inside `transaction.atomic()`. With no stream an event starts a new stream,
-    identified by the event's own id.
+    Must be called inside `transaction.atomic()`, or on PostgreSQL in autocommit, where the two
+    INSERTs are one statement. With no stream an event starts a new stream, identified by the
+    event's own id.
     """
     now = timezone.now()
     events: list[Event] = []
@@ -81,11 +88,37 @@ def persist_events(
             )
             for handler in handlers
         )
-    Event.objects.bulk_create(events)
-    if runs:
-        Run.objects.bulk_create(runs)
+    if _autocommit_on_postgresql():
+        _insert_in_one_statement(events, runs)
+    else:
+        Event.objects.bulk_create(events)
+        if runs:
+            Run.objects.bulk_create(runs)
     run_ids = [run.id for run in runs]
     dispatch.enqueue_on_commit(run_ids)
     if run_ids:
         runs_changed()
     return run_ids
+
+
+def _autocommit_on_postgresql() -> bool:
+    return connection.vendor == "postgresql" and not connection.in_atomic_block
+
+
+def _insert_sql(objs: list) -> tuple[str, list]:
+    """The INSERT Django's bulk_create would run for `objs` (one model, ids already set)."""
+    meta = objs[0]._meta
+    query = InsertQuery(type(objs[0]))
+    query.insert_values(meta.concrete_fields, objs)
+    [(sql, params)] = query.get_compiler(connection=connection).as_sql()
+    return sql, list(params)
+
+
+def _insert_in_one_statement(events: list[Event], runs: list[Run]) -> None:
+    """INSERT the events and their runs with one PostgreSQL statement (a data-modifying CTE)."""
+    sql, params = _insert_sql(events)
+    if runs:
+        run_sql, run_params = _insert_sql(runs)
+        sql, params = f"WITH events AS ({sql}) {run_sql}", params + run_params
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)

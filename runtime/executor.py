@@ -78,8 +78,8 @@ def execute(run_id: str | uuid.UUID) -> None:
 
 def drain(run_id: str | uuid.UUID | None = None) -> int:
     """Answer a doorbell of the event queue: claim and run the oldest queued runs in batches
-    until none is left; returns how many ran. `run_id` (the run the doorbell was rung for) is
-    only logged: the queue is served in order, and that run is in it if still queued."""
+    until none is left; returns how many ran. `run_id`, the run the doorbell was rung for, is
+    not needed: the queue is served in order, and that run is in it if still queued."""
     deadline = time.monotonic() + DRAIN_SECONDS
     done = 0
     while True:
@@ -88,9 +88,13 @@ def drain(run_id: str | uuid.UUID | None = None) -> int:
         runs = with_db_retry(partial(claim_batch, token, size), "claim")
         if not runs:
             return done
-        _run_batch(runs, token)
+        more = time.monotonic() < deadline
+        # The runs this batch queues are claimed by the next turn of this loop, so they ring
+        # no doorbell unless there are more of them than it takes.
+        with dispatch.claiming_next(_sizer.size() if more else 0):
+            _run_batch(runs, token)
         done += len(runs)
-        if time.monotonic() > deadline:
+        if not more:
             # More may be queued: hand the rest back to Celery rather than hold this child.
             dispatch.enqueue([runs[-1].id])
             return done
@@ -333,8 +337,8 @@ def claim_batch(token: str, size: int) -> list[Run]:
     return runs
 
 
-# The columns an outcome writes (with updated_at); all are set, to the run's own value where an
-# outcome leaves one alone.
+# The columns an outcome writes (with updated_at); all are written, with the run's own value
+# where an outcome leaves one alone.
 _OUTCOME_FIELDS = [
     "status",
     "started_at",
@@ -356,19 +360,11 @@ def complete(outcomes: list[Outcome], token: str) -> None:
     `token`; they are left alone and whatever they sent is dropped.
     """
     with transaction.atomic():
-        ids = [outcome.run.id for outcome in outcomes]
-        ours = set(
-            Run.objects.select_for_update()
-            .filter(id__in=ids, status=RunStatus.RUNNING, claimed_by=token)
-            .values_list("id", flat=True)
-        )
-        kept = [outcome for outcome in outcomes if outcome.run.id in ours]
-        if not kept:
-            return
-        now = timezone.now()
-        for outcome in kept:
+        for outcome in outcomes:
             _apply(outcome)
-        write_claimed([outcome.run for outcome in kept], _OUTCOME_FIELDS, now)
+        runs = [outcome.run for outcome in outcomes]
+        ours = write_claimed(runs, _OUTCOME_FIELDS, token, timezone.now())
+        kept = [outcome for outcome in outcomes if outcome.run.id in ours]
         traces = [_trace_row(outcome) for outcome in kept if outcome.trace is not None]
         if traces:
             RunTrace.objects.bulk_create(traces)

@@ -2,8 +2,11 @@
 
 The message is a doorbell, like the Celery one: it carries no data. Each dashboard connection
 then reads what changed since its cursor (Run.updated_at) from the database. Rings are coalesced
-per process to at most one message every RING_INTERVAL seconds, so 1,000 transitions a second
-cost ten channel-layer messages, not a thousand.
+per process to at most one message every RING_INTERVAL seconds: whatever the rate, a process
+sends at most 20 channel-layer messages a second (1,000 transitions a second cost 20, not a
+thousand). The first ring after a quiet spell goes out at once; the interval adds at most 50 ms
+to what a dashboard waits for, and each connection then checks the database at most every
+hotapp.consumers.THROTTLE seconds however many processes ring.
 """
 
 import asyncio
@@ -14,7 +17,7 @@ from django.db import transaction
 
 logger = logging.getLogger("hot.live")
 GROUP = "hot.runs"
-RING_INTERVAL = 0.1
+RING_INTERVAL = 0.05
 
 
 class _Bell:

@@ -1,6 +1,8 @@
 """Batched execution: one doorbell drains the event queue in batches, each claimed in one
 statement and committed in one transaction (runtime/executor.py drain)."""
 
+import base64
+import json
 import threading
 import time
 import uuid
@@ -11,7 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from hotapp.models import Event, Run, RunStatus, RunTrace
-from runtime import executor, send, start, sweeper
+from runtime import dispatch, executor, send, start, sweeper
 from runtime.transitions import transition
 from tests.conftest import wait_for
 
@@ -180,3 +182,28 @@ def test_runs_waiting_in_a_batch_keep_their_leases(batch_of, settings, tmp_path)
 def test_a_malformed_doorbell_is_ignored():
     assert executor.execute("not-a-uuid") is None
     assert executor.execute(uuid.uuid4()) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_draining_worker_rings_no_doorbell_for_the_runs_it_claims_next(batch_of, redis_client):
+    batch_of(10)
+    send_batch(3, send={"next": True})
+    redis_client.delete("celery")  # the three doorbells of the sends
+
+    assert executor.drain() == 6
+
+    assert redis_client.llen("celery") == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runs_past_what_the_worker_claims_next_ring_one_doorbell_per_batch(settings, redis_client):
+    settings.HOT = {**settings.HOT, "CLAIM_BATCH": 2}
+    ids = [uuid.uuid4() for _ in range(5)]
+    redis_client.delete("celery")
+
+    with dispatch.claiming_next(3):
+        dispatch.enqueue_on_commit(ids)
+
+    [message] = redis_client.lrange("celery", 0, -1)
+    body = json.loads(base64.b64decode(json.loads(message)["body"]))
+    assert body[0] == [str(ids[3])]

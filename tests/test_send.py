@@ -1,12 +1,31 @@
 """send(): what is written, and what is refused with nothing written."""
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from hotapp.models import Event, Run, RunStatus, Trigger
 from runtime import InvalidEventType, PayloadError, send
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_event_and_its_runs_are_one_statement():
+    with CaptureQueriesContext(connection) as queries:
+        event_id = send("test:fanout", {"n": 1})
+
+    assert len(queries) == 1 and queries[0]["sql"].startswith("WITH events AS (INSERT")
+    event = Event.objects.get(id=event_id)
+    assert event.data == {"n": 1} and event.stream_id == event.id and event.is_handled
+    runs = Run.objects.filter(event=event)
+    assert sorted(run.function.rsplit(".", 1)[1] for run in runs) == [
+        "fanout_first",
+        "fanout_second",
+    ]
+    assert [(run.status, run.input, run.stream_id) for run in runs] == [
+        (RunStatus.QUEUED, {"n": 1}, event.id)
+    ] * 2
 
 
 def test_send_persists_the_event_and_one_queued_run_per_handler():
