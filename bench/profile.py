@@ -80,7 +80,8 @@ def report(group: str, stacks: Counter, rate: int, steps: int, top: int) -> None
             inclusive[frame] += count
     for name, count in by_component.most_common():
         print(f"  {100 * count / samples:5.1f}%  {count / rate * 1000 / steps:.3f} ms/step  {name}")
-    for title, counter in (("inclusive", inclusive), ("own", own)):
+    ours = Counter({frame: n for frame, n in inclusive.items() if "runtime/" in frame})
+    for title, counter in (("inclusive", inclusive), ("own", own), ("runtime/ inclusive", ours)):
         print(f"  top {top} functions by {title} time:")
         for frame, count in counter.most_common(top):
             print(f"  {100 * count / samples:5.1f}%  {frame[:110]}")

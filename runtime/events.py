@@ -1,17 +1,18 @@
 """send(): persist an event and one queued run per subscribed handler."""
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models.sql import InsertQuery
+from django.db.models import Model
 from django.utils import timezone
 
 from hotapp.ids import uuid7
 from hotapp.models import Event, Run, RunStatus, Trigger
 from runtime import dispatch
 from runtime.context import PendingEvent, current_run
+from runtime.db import insert_together
 from runtime.live import runs_changed
 from runtime.payloads import check_json, validate_event_type
 from runtime.registry import handlers_for
@@ -45,16 +46,29 @@ def send(event_type: str, data: Any = None) -> uuid.UUID:
     return pending.id
 
 
-def persist_events(
-    sent: Iterable[tuple[PendingEvent, uuid.UUID | None, uuid.UUID | None]],
-) -> list[uuid.UUID]:
-    """Insert events, given as (event, the run that sent it, its stream), and their runs, in
-    one INSERT each; ring the workers' doorbell once the transaction commits.
+Sent = Iterable[tuple[PendingEvent, uuid.UUID | None, uuid.UUID | None]]
 
-    Must be called inside `transaction.atomic()`, or on PostgreSQL in autocommit, where the two
-    INSERTs are one statement. With no stream an event starts a new stream, identified by the
-    event's own id.
+
+def persist_events(sent: Sent, *also: Sequence[Model]) -> list[uuid.UUID]:
+    """Insert events, given as (event, the run that sent it, its stream), and their runs, with
+    any `also` rows (the executor's traces) in the same statement on PostgreSQL; ring the
+    workers' doorbell once the transaction commits. Returns the new runs' ids.
+
+    Must be called inside `transaction.atomic()`, or on PostgreSQL in autocommit, where the one
+    statement is its own transaction. With no stream an event starts a new stream, identified by
+    the event's own id.
     """
+    events, runs = event_rows(sent)
+    insert_together(*also, events, runs)
+    run_ids = [run.id for run in runs]
+    dispatch.enqueue_on_commit(run_ids)
+    if run_ids:
+        runs_changed()
+    return run_ids
+
+
+def event_rows(sent: Sent) -> tuple[list[Event], list[Run]]:
+    """The Event rows and one queued Run per subscribed handler, unsaved."""
     now = timezone.now()
     events: list[Event] = []
     runs: list[Run] = []
@@ -88,37 +102,8 @@ def persist_events(
             )
             for handler in handlers
         )
-    if _autocommit_on_postgresql():
-        _insert_in_one_statement(events, runs)
-    else:
-        Event.objects.bulk_create(events)
-        if runs:
-            Run.objects.bulk_create(runs)
-    run_ids = [run.id for run in runs]
-    dispatch.enqueue_on_commit(run_ids)
-    if run_ids:
-        runs_changed()
-    return run_ids
+    return events, runs
 
 
 def _autocommit_on_postgresql() -> bool:
     return connection.vendor == "postgresql" and not connection.in_atomic_block
-
-
-def _insert_sql(objs: list) -> tuple[str, list]:
-    """The INSERT Django's bulk_create would run for `objs` (one model, ids already set)."""
-    meta = objs[0]._meta
-    query = InsertQuery(type(objs[0]))
-    query.insert_values(meta.concrete_fields, objs)
-    [(sql, params)] = query.get_compiler(connection=connection).as_sql()
-    return sql, list(params)
-
-
-def _insert_in_one_statement(events: list[Event], runs: list[Run]) -> None:
-    """INSERT the events and their runs with one PostgreSQL statement (a data-modifying CTE)."""
-    sql, params = _insert_sql(events)
-    if runs:
-        run_sql, run_params = _insert_sql(runs)
-        sql, params = f"WITH events AS ({sql}) {run_sql}", params + run_params
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)

@@ -366,16 +366,13 @@ def complete(outcomes: list[Outcome], token: str) -> None:
         ours = write_claimed(runs, _OUTCOME_FIELDS, token, timezone.now())
         kept = [outcome for outcome in outcomes if outcome.run.id in ours]
         traces = [_trace_row(outcome) for outcome in kept if outcome.trace is not None]
-        if traces:
-            RunTrace.objects.bulk_create(traces)
         sent = [
             (pending, outcome.run.id, outcome.run.stream_id)
             for outcome in kept
             if outcome.status == RunStatus.SUCCEEDED
             for pending in outcome.ctx.outbox
         ]
-        if sent:
-            persist_events(sent)
+        persist_events(sent, traces)
         for outcome in kept:
             _after(outcome)
 

@@ -89,3 +89,10 @@ def batch_member(event):
     if "send" in event.data:
         send("test:downstream", event.data["send"])
     return event.data.get("n")
+
+
+@on_event("test:many-sends")
+def many_sends(event):
+    for n in range(event.data["count"]):
+        send("test:downstream", {"n": n})
+    return event.data["count"]

@@ -207,3 +207,17 @@ def test_runs_past_what_the_worker_claims_next_ring_one_doorbell_per_batch(setti
     [message] = redis_client.lrange("celery", 0, -1)
     body = json.loads(base64.b64decode(json.loads(message)["body"]))
     assert body[0] == [str(ids[3])]
+
+
+def test_a_run_sending_thousands_of_events_commits_them_all(batch_of):
+    """More rows than one statement may bind: the INSERTs are split."""
+    batch_of(10)
+    send("test:many-sends", {"count": 2500})
+
+    while executor.drain():  # each drain hands back to Celery after DRAIN_SECONDS
+        pass
+
+    assert Run.objects.get(event_type="test:many-sends").status == RunStatus.SUCCEEDED
+    assert Event.objects.filter(type="test:downstream").count() == 2500
+    downstream = Run.objects.filter(event_type="test:downstream")
+    assert downstream.filter(status=RunStatus.SUCCEEDED).count() == 2500

@@ -15,7 +15,7 @@ def test_outside_a_transaction_the_event_and_its_runs_are_one_statement():
     with CaptureQueriesContext(connection) as queries:
         event_id = send("test:fanout", {"n": 1})
 
-    assert len(queries) == 1 and queries[0]["sql"].startswith("WITH events AS (INSERT")
+    assert len(queries) == 1 and queries[0]["sql"].startswith("WITH w0 AS (INSERT")
     event = Event.objects.get(id=event_id)
     assert event.data == {"n": 1} and event.stream_id == event.id and event.is_handled
     runs = Run.objects.filter(event=event)
