@@ -7,10 +7,8 @@ own on the task queue and is run alone (executor.execute).
 """
 
 import logging
-import threading
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import timedelta
 
 from django.conf import settings
@@ -24,28 +22,9 @@ def queue_for(trigger: str) -> str | None:
     return settings.HOT["TASK_QUEUE"] if trigger == "task" else None
 
 
-_local = threading.local()
-
-
-@contextmanager
-def claiming_next(count: int) -> Iterator[None]:
-    """Within this block, up to `count` runs queued on the event queue need no doorbell: the
-    draining worker that commits them claims again right after (executor.drain). Only runs
-    past that number ring, to wake other workers."""
-    _local.claiming_next = count
-    try:
-        yield
-    finally:
-        _local.claiming_next = 0
-
-
 def enqueue_on_commit(run_ids: Sequence[uuid.UUID], queue: str | None = None) -> None:
     """Enqueue runs once the current transaction commits (at once in autocommit)."""
     ids = list(run_ids)
-    if queue is None:
-        served = getattr(_local, "claiming_next", 0)
-        _local.claiming_next = max(0, served - len(ids))
-        ids = ids[served:]
     if ids:
         transaction.on_commit(lambda: enqueue(ids, queue))
 

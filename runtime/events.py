@@ -2,8 +2,10 @@
 
 import uuid
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
@@ -49,22 +51,32 @@ def send(event_type: str, data: Any = None) -> uuid.UUID:
 Sent = Iterable[tuple[PendingEvent, uuid.UUID | None, uuid.UUID | None]]
 
 
-def persist_events(sent: Sent, *also: Sequence[Model]) -> list[uuid.UUID]:
+def persist_events(sent: Sent, *also: Sequence[Model], keep: int = 0, token: str = "") -> list[Run]:
     """Insert events, given as (event, the run that sent it, its stream), and their runs, with
     any `also` rows (the executor's traces) in the same statement on PostgreSQL; ring the
-    workers' doorbell once the transaction commits. Returns the new runs' ids.
+    workers' doorbell once the transaction commits.
+
+    The first `keep` new runs are inserted already claimed under `token` (a draining worker's
+    claim, see executor.drain): that worker runs them next, so they need neither a doorbell
+    nor a claim. They are returned.
 
     Must be called inside `transaction.atomic()`, or on PostgreSQL in autocommit, where the one
     statement is its own transaction. With no stream an event starts a new stream, identified by
     the event's own id.
     """
     events, runs = event_rows(sent)
+    kept = runs[:keep]
+    if kept:
+        now = timezone.now()
+        lease = now + timedelta(seconds=settings.HOT["RUN_LEASE_SECONDS"])
+        for run in kept:
+            run.status, run.claimed_by = RunStatus.RUNNING, token
+            run.started_at, run.lease_expires_at = now, lease
     insert_together(*also, events, runs)
-    run_ids = [run.id for run in runs]
-    dispatch.enqueue_on_commit(run_ids)
-    if run_ids:
+    dispatch.enqueue_on_commit([run.id for run in runs[keep:]])
+    if runs:
         runs_changed()
-    return run_ids
+    return kept
 
 
 def event_rows(sent: Sent) -> tuple[list[Event], list[Run]]:

@@ -81,18 +81,17 @@ def drain(run_id: str | uuid.UUID | None = None) -> int:
     until none is left; returns how many ran. `run_id`, the run the doorbell was rung for, is
     not needed: the queue is served in order, and that run is in it if still queued."""
     deadline = time.monotonic() + DRAIN_SECONDS
+    token = _new_token()
     done = 0
+    carried: list[Run] = []
     while True:
-        token = _new_token()
-        size = _sizer.size()
-        runs = with_db_retry(partial(claim_batch, token, size), "claim")
+        # Runs the last batch queued come back already claimed by this worker (its next
+        # step of the same workflows); only with none does it claim from the queue.
+        runs = carried or with_db_retry(partial(claim_batch, token, _sizer.size()), "claim")
         if not runs:
             return done
         more = time.monotonic() < deadline
-        # The runs this batch queues are claimed by the next turn of this loop, so they ring
-        # no doorbell unless there are more of them than it takes.
-        with dispatch.claiming_next(_sizer.size() if more else 0):
-            _run_batch(runs, token)
+        carried = _run_batch(runs, token, keep=_sizer.size() if more else 0)
         done += len(runs)
         if not more:
             # More may be queued: hand the rest back to Celery rather than hold this child.
@@ -139,8 +138,9 @@ class Outcome:
     task_status: str | None = None
 
 
-def _run_batch(runs: list[Run], token: str) -> None:
-    """Call each claimed run's handler in turn, then commit every outcome in one transaction."""
+def _run_batch(runs: list[Run], token: str, keep: int = 0) -> list[Run]:
+    """Call each claimed run's handler in turn, then commit every outcome in one transaction;
+    returns up to `keep` of the runs they queued, claimed under `token` (see complete)."""
     contexts = [
         RunContext(run.id, run.function, run.attempt, run.stream_id, run.origin_run_id)
         for run in runs
@@ -161,7 +161,7 @@ def _run_batch(runs: list[Run], token: str) -> None:
         for ctx in contexts:
             lease_keeper.untrack(ctx.run_id)
     _sizer.observe(time.monotonic() - began, len(runs))
-    with_db_retry(lambda: complete(outcomes, token), "completion")
+    return with_db_retry(lambda: complete(outcomes, token, keep), "completion")
 
 
 def _call(run: Run, ctx: RunContext) -> Outcome:
@@ -352,9 +352,11 @@ _OUTCOME_FIELDS = [
 ]
 
 
-def complete(outcomes: list[Outcome], token: str) -> None:
+def complete(outcomes: list[Outcome], token: str, keep: int = 0) -> list[Run]:
     """Commit a batch of outcomes in one transaction: the runs' new states, their traces, the
     events the succeeded runs sent with their new runs, and the tasks they started or ended.
+    Up to `keep` of the new runs are inserted claimed under `token` and returned: the caller
+    runs them next.
 
     Runs cancelled or recovered by someone else while they ran are no longer running under
     `token`; they are left alone and whatever they sent is dropped.
@@ -372,9 +374,10 @@ def complete(outcomes: list[Outcome], token: str) -> None:
             if outcome.status == RunStatus.SUCCEEDED
             for pending in outcome.ctx.outbox
         ]
-        persist_events(sent, traces)
+        mine = persist_events(sent, traces, keep=keep, token=token)
         for outcome in kept:
             _after(outcome)
+    return mine
 
 
 def _apply(outcome: Outcome) -> None:

@@ -7,13 +7,18 @@ import threading
 import time
 import uuid
 from collections import Counter
+from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
+from hotapp.ids import uuid7
 from hotapp.models import Event, Run, RunStatus, RunTrace
-from runtime import dispatch, executor, send, start, sweeper
+from runtime import executor, send, start, sweeper
+from runtime.context import PendingEvent
+from runtime.events import persist_events
 from runtime.transitions import transition
 from tests.conftest import wait_for
 
@@ -196,17 +201,22 @@ def test_a_draining_worker_rings_no_doorbell_for_the_runs_it_claims_next(batch_o
 
 
 @pytest.mark.django_db(transaction=True)
-def test_runs_past_what_the_worker_claims_next_ring_one_doorbell_per_batch(settings, redis_client):
+def test_runs_past_what_the_worker_runs_next_ring_one_doorbell_per_batch(settings, redis_client):
     settings.HOT = {**settings.HOT, "CLAIM_BATCH": 2}
-    ids = [uuid.uuid4() for _ in range(5)]
+    sent = [(PendingEvent(uuid7(), "test:batch", {"n": n}), None, None) for n in range(5)]
     redis_client.delete("celery")
 
-    with dispatch.claiming_next(3):
-        dispatch.enqueue_on_commit(ids)
+    with transaction.atomic():
+        mine = persist_events(sent, keep=3, token="worker-under-test")
 
+    assert [run.input["n"] for run in mine] == [0, 1, 2]
+    assert {run.status for run in Run.objects.filter(id__in=[r.id for r in mine])} == {
+        RunStatus.RUNNING
+    }
     [message] = redis_client.lrange("celery", 0, -1)
     body = json.loads(base64.b64decode(json.loads(message)["body"]))
-    assert body[0] == [str(ids[3])]
+    fourth = Run.objects.get(input__n=3)
+    assert body[0] == [str(fourth.id)] and fourth.status == RunStatus.QUEUED
 
 
 def test_a_run_sending_thousands_of_events_commits_them_all(batch_of):
@@ -221,3 +231,19 @@ def test_a_run_sending_thousands_of_events_commits_them_all(batch_of):
     assert Event.objects.filter(type="test:downstream").count() == 2500
     downstream = Run.objects.filter(event_type="test:downstream")
     assert downstream.filter(status=RunStatus.SUCCEEDED).count() == 2500
+
+
+def test_runs_a_dead_worker_took_for_its_next_batch_are_recovered(batch_of, settings):
+    """A worker that commits a batch and dies before running the runs it queued for itself:
+    their leases lapse and the sweeper hands them to another worker."""
+    batch_of(10)
+    sent = [(PendingEvent(uuid7(), "test:batch", {"n": n}), None, None) for n in range(2)]
+    with transaction.atomic():
+        mine = persist_events(sent, keep=2, token="worker-that-dies")
+
+    later = timezone.now() + timedelta(seconds=settings.HOT["RUN_LEASE_SECONDS"] + 1)
+    assert sweeper.recover_expired_leases(later) == 2
+    assert executor.drain() == 2
+
+    for run in Run.objects.filter(id__in=[r.id for r in mine]):
+        assert run.status == RunStatus.SUCCEEDED and run.recovery_count == 1
