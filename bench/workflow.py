@@ -7,7 +7,8 @@ N workflows sent as fast as one process can, timed from the first send to the la
 1. Hot: PostgreSQL + Redis + `celery -A hotapp worker` (prefork), inputs, results, traces kept.
 2. Celery chained with .delay(), results stored by django-celery-results in PostgreSQL.
 3. Celery chained with .delay(), no result storage.
-Prints workflows/s, steps/s and the ratios; asserts nothing.
+Prints workflows/s, steps/s and the ratios, and first how fast the sending process alone goes
+for each system (no worker running); asserts nothing.
 """
 
 import argparse
@@ -130,6 +131,32 @@ def celery_throughput(n: int, concurrency: int, store_results: bool) -> float:
     return report(label, n, end - start)
 
 
+def senders_alone(n: int) -> None:
+    """How fast one process sends with no worker running: Hot's send() (a committed event and
+    run, then a doorbell) against Celery's .delay() (a broker message). The sender is one
+    process in every measurement above, so its rate bounds every throughput figure."""
+    from bench.baseline import order_created
+    from runtime import send
+
+    harness.reset_state()
+    start = time.perf_counter()
+    for i in range(n):
+        send("bench:order:created", {"order_id": i, "items": [{"price": 10}, {"price": 5}]})
+    hot = time.perf_counter() - start
+    harness.reset_state()
+    start = time.perf_counter()
+    for i in range(n):
+        order_created.delay({"order_id": i, "items": [{"price": 10}, {"price": 5}]})
+    celery = time.perf_counter() - start
+    harness.reset_state()
+    print(
+        f"sender alone, no workers, {n} calls: hot send() {n / hot:.0f}/s "
+        f"({1000 * hot / n:.2f} ms each), celery .delay() {n / celery:.0f}/s "
+        f"({1000 * celery / n:.2f} ms each)",
+        flush=True,
+    )
+
+
 def report(label: str, n: int, seconds: float) -> float:
     print(
         f"{label:30s} N={n:6d}: {seconds:7.2f} s  {n / seconds:7.1f} workflows/s  "
@@ -147,6 +174,7 @@ def main() -> None:
 
     harness.configure(DJANGO_SETTINGS_MODULE="bench.baseline_settings")
     harness.recreate_database()
+    senders_alone(2000)
     for n in (int(s) for s in args.sizes.split(",")):
         hot = hot_throughput(n, args.concurrency)
         stored = celery_throughput(n, args.concurrency, store_results=True)
