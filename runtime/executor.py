@@ -146,22 +146,18 @@ def _run_batch(runs: list[Run], token: str, keep: int = 0) -> list[Run]:
         for run in runs
     ]
     for ctx in contexts:
-        # Claimed runs waiting their turn keep their leases too.
+        # Every run of the batch keeps its lease until the batch is committed: those waiting
+        # their turn, and those done but not yet saved.
         lease_keeper.track(ctx, token)
-    outcomes = []
-    began = time.monotonic()
     try:
-        for run, ctx in zip(runs, contexts, strict=True):
-            try:
-                outcomes.append(_call(run, ctx))
-            finally:
-                lease_keeper.untrack(run.id)
+        began = time.monotonic()
+        outcomes = [_call(run, ctx) for run, ctx in zip(runs, contexts, strict=True)]
+        _sizer.observe(time.monotonic() - began, len(runs))
+        return with_db_retry(lambda: complete(outcomes, token, keep), "completion")
     finally:
         # Also on SystemExit and the like: the leases then lapse and the sweeper re-queues.
         for ctx in contexts:
             lease_keeper.untrack(ctx.run_id)
-    _sizer.observe(time.monotonic() - began, len(runs))
-    return with_db_retry(lambda: complete(outcomes, token, keep), "completion")
 
 
 def _call(run: Run, ctx: RunContext) -> Outcome:

@@ -20,7 +20,6 @@ from runtime import executor, send, start, sweeper
 from runtime.context import PendingEvent
 from runtime.events import persist_events
 from runtime.transitions import transition
-from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -155,16 +154,19 @@ def test_two_workers_draining_at_once_run_every_run_exactly_once(batch_of, tmp_p
 
 
 @pytest.mark.django_db(transaction=True)
-def test_runs_waiting_in_a_batch_keep_their_leases(batch_of, settings, tmp_path):
-    """The second run waits behind a first that outlives the lease; the sweeper must not take
-    it for the run of a dead worker."""
-    batch_of(2)
+def test_every_run_of_a_batch_keeps_its_lease_until_the_batch_is_saved(
+    batch_of, settings, tmp_path
+):
+    """The middle run outlives the lease: the first (done, not yet saved) and the last (waiting
+    its turn) must not be taken by the sweeper for runs of a dead worker."""
+    batch_of(3)
     # The lease keeper's thread may be asleep for up to 2 s (its interval under the default
     # lease) before it notices this shorter lease: 3 s leaves room for that.
     settings.HOT = {**settings.HOT, "RUN_LEASE_SECONDS": 3.0}
     log = tmp_path / "executions.log"
-    send("test:batch", {"n": 0, "sleep": 5.0, "log": str(log)})
-    send("test:batch", {"n": 1, "log": str(log)})
+    send("test:batch", {"n": 0, "log": str(log)})
+    send("test:batch", {"n": 1, "sleep": 5.0, "log": str(log)})
+    send("test:batch", {"n": 2, "log": str(log)})
     recovered: list[int] = []
 
     def sweep_while_it_runs() -> None:
@@ -181,7 +183,7 @@ def test_runs_waiting_in_a_batch_keep_their_leases(batch_of, settings, tmp_path)
 
     assert recovered == [0]
     assert Counter(log.read_text().split()) == {str(r.id): 1 for r in Run.objects.all()}
-    wait_for(lambda: set(Run.objects.values_list("status", flat=True)) == {"succeeded"})
+    assert set(Run.objects.values_list("status", flat=True)) == {RunStatus.SUCCEEDED}
 
 
 def test_a_malformed_doorbell_is_ignored():
