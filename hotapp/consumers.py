@@ -4,9 +4,13 @@ The channel-layer message (`runs.changed`, from runtime/live.py) is a doorbell w
 each ring a connection reads the runs that changed since its cursor (Run.updated_at) from the
 database, at most once per THROTTLE seconds, and sends:
 
-- on the runs list: the changed rows that match the page's filters, rendered with the list's own
-  row template, and the ids of changed rows that no longer match; past MAX_ROWS changes in one
-  window it sends an `overflow` notice instead, so a browser never gets more than a bounded batch;
+- on the runs list: the newest changed rows that match the page's filters, at most MAX_ROWS,
+  rendered with the list's own row template, and the ids of changed rows that no longer match.
+  Rows it already sent (unchanged since) are not sent again. When more changed than one batch
+  holds, the message says `more` and the connection checks again THROTTLE seconds later without
+  waiting for a ring, newest first, until the backlog is sent or older than the OVERLAP window;
+  so at any rate a browser gets at most MAX_ROWS rows per THROTTLE seconds and still ends up
+  with the newest state once a burst is over;
 - on a run's page: a `run` notice when anything in the run's workflow changed, and on a task's
   page a `task` notice when the task, its attempts, checkpoints or messages changed; the page
   then fetches its own fragment (with its session's permissions and CSRF token).
@@ -17,23 +21,32 @@ A reconnecting page subscribes again with its last cursor and gets everything it
 import asyncio
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db.models import TextField
+from django.db.models.functions import Cast
 from django.http import QueryDict
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from hotapp.filters import RunFilterForm
 from hotapp.models import Run, Task
+from hotapp.views import PAGE_SIZE
 from runtime.live import GROUP
 
-THROTTLE = 0.25
+THROTTLE = 0.1
 # Transactions commit out of updated_at order; re-reading a little behind the cursor catches a
 # row stamped just before the cursor but committed just after it.
 OVERLAP = timedelta(seconds=2)
-MAX_ROWS = 100
+# A batch is at most one page: the first page keeps no more rows than that.
+MAX_ROWS = PAGE_SIZE
+
+
+def _stamp(text: str) -> datetime:
+    parsed = datetime.fromisoformat(text)
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
 
 
 def _parse_time(text: object) -> datetime:
@@ -52,10 +65,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         self.subscription: dict | None = None
         self.cursor = timezone.now()
-        # After an overflow the page reloads itself: nothing older than this needs sending.
-        self.floor: datetime | None = None
-        self.sent: dict[str, str] = {}  # run id -> updated_at last sent
+        self.sent: dict[str, datetime] = {}  # run id (or "page") -> updated_at last sent
         self.last_flush = 0.0
+        self.is_check_due = False
         self.flush_task: asyncio.Task | None = None
         await self.channel_layer.group_add(GROUP, self.channel_name)
         await self.accept()
@@ -79,22 +91,28 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "message": "Unknown subscription."})
             return
         self.cursor = _parse_time(content.get("cursor")) if content.get("cursor") else self.cursor
-        self.floor = None
         self.sent.clear()
         if kind in ("run", "task"):
             # The page was rendered from this state: a change is news only if it is newer.
-            self.sent["page"] = self.cursor.isoformat()
+            self.sent["page"] = self.cursor
         await self.flush()  # catch up on anything missed before (re)connecting
 
     async def runs_changed(self, message) -> None:
-        """The doorbell: coalesce rings into at most one flush per THROTTLE seconds."""
-        if self.subscription is None or (self.flush_task and not self.flush_task.done()):
+        """The doorbell: coalesce rings into at most one check per THROTTLE seconds."""
+        self.check_soon()
+
+    def check_soon(self) -> None:
+        if self.subscription is None or self.is_check_due:
             return
+        self.is_check_due = True
         delay = max(0.0, self.last_flush + THROTTLE - time.monotonic())
         self.flush_task = asyncio.ensure_future(self._flush_after(delay))
 
     async def _flush_after(self, delay: float) -> None:
         await asyncio.sleep(delay)
+        # A ring from now on may be for a commit this check's read does not see: it gets a check
+        # of its own rather than being dropped.
+        self.is_check_due = False
         await self.flush()
 
     async def flush(self) -> None:
@@ -107,6 +125,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             payload = await self.page_changes()
         if payload:
             await self.send_json(payload)
+            if payload.get("more"):
+                self.check_soon()  # no ring may come after the end of a burst
 
     @database_sync_to_async
     def watched_rows(self, kind: str, key: object) -> list[tuple[str, dict]] | None:
@@ -137,11 +157,26 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             for name, where in self.subscription["watched"]
         ]
         latest = max((s for s in stamps if s is not None), default=None)
-        if latest is None or latest.isoformat() == self.sent.get("page"):
+        if latest is None or latest == self.sent.get("page"):
             return None
-        self.sent["page"] = latest.isoformat()
+        self.sent["page"] = latest
         self.cursor = max(self.cursor, latest)
         return {"type": self.subscription["kind"], "cursor": self.cursor.isoformat()}
+
+    def unsent(self, changed) -> tuple[list[tuple[str, datetime]], bool]:
+        """The newest of `changed` not sent yet as they are now, at most MAX_ROWS, and whether
+        more are waiting. The LIMIT leaves room for every row already sent, so re-reading the
+        OVERLAP window never takes a place in the batch."""
+        # As text: the database driver's timestamptz loader costs several times what parsing
+        # the ISO text does, and this reads every row changed in the window.
+        stamps = changed.order_by("-updated_at").values_list("id", Cast("updated_at", TextField()))[
+            : MAX_ROWS + 1 + len(self.sent)
+        ]
+        fetched = [(str(i), _stamp(u)) for i, u in stamps]
+        fresh = [(i, u) for i, u in fetched if self.sent.get(i) != u]
+        if fetched:
+            self.cursor = max(self.cursor, fetched[0][1])
+        return fresh[:MAX_ROWS], len(fresh) > MAX_ROWS
 
     @database_sync_to_async
     def runs_changes(self) -> dict | None:
@@ -151,30 +186,22 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return None
         filters = {**form.cleaned_data, "after": None}
         since = self.cursor - OVERLAP
-        if self.floor is not None:
-            since = max(since, self.floor)
-        changed = list(
-            Run.objects.filter(updated_at__gte=since)
-            .order_by("updated_at")
-            .values_list("id", "updated_at")[: MAX_ROWS + 1]
-        )
-        if len(changed) > MAX_ROWS:
-            # Too much at once for a browser: skip ahead and let the page refresh itself.
-            self.cursor = self.floor = timezone.now()
-            self.sent.clear()
-            return {"type": "overflow", "cursor": self.cursor.isoformat()}
-        fresh = {
-            str(i): u.isoformat() for i, u in changed if self.sent.get(str(i)) != u.isoformat()
-        }
-        if changed:
-            self.cursor = max(self.cursor, changed[-1][1])
-        if not fresh:
+        self.sent = {i: u for i, u in self.sent.items() if u >= since}  # the rest is not re-read
+        changed = Run.objects.filter(updated_at__gte=since)
+        matching = Run.objects.filtered(filters).filter(updated_at__gte=since)
+        fresh, more = self.unsent(matching)
+        gone: list[tuple[str, datetime]] = []
+        if any(filters.values()):
+            gone, more_gone = self.unsent(changed.exclude(pk__in=matching.values("pk")))
+            more = more or more_gone
+        if not fresh and not gone:
             return None
         self.sent.update(fresh)
-        if len(self.sent) > 5000:
-            self.sent = dict(list(self.sent.items())[-2000:])
-        matching = list(
-            Run.objects.filtered(filters).filter(id__in=list(fresh)).order_by("created_at", "id")
+        self.sent.update(gone)
+        runs = (
+            Run.objects.filter(id__in=[i for i, _ in fresh])
+            .defer("input", "result", "error_traceback", "retry_policy")  # not in a row
+            .order_by("created_at", "id")
         )
         rows = [
             {
@@ -182,7 +209,14 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
                 "created_at": run.created_at.isoformat(),
                 "html": render_to_string("hotapp/runs.html#run-row", {"run": run}),
             }
-            for run in matching
+            for run in runs
         ]
-        gone = sorted(set(fresh) - {row["id"] for row in rows})
-        return {"type": "runs", "rows": rows, "gone": gone, "cursor": self.cursor.isoformat()}
+        return {
+            "type": "runs",
+            "rows": rows,
+            "gone": sorted(i for i, _ in gone),
+            "more": more,
+            # The first page keeps as many rows as its view renders.
+            "page_size": PAGE_SIZE,
+            "cursor": self.cursor.isoformat(),
+        }

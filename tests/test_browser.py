@@ -257,6 +257,93 @@ def test_new_runs_wait_behind_a_pill_while_the_user_is_scrolled_away(
     assert page.locator("#run-rows tr[id^=run-]").first.get_attribute("id") == f"run-{late.id}"
 
 
+def test_a_burst_keeps_the_first_page_to_one_page_of_the_newest_runs(page, celery_worker):
+    from hotapp.views import PAGE_SIZE
+
+    page.goto("/")
+    live_dot_is_on(page)
+    page.evaluate("window.__notReloaded = true")
+    # Count what the table ever held at once, to see that it never grew past a page.
+    page.evaluate(
+        """window.__most = 0;
+        new MutationObserver(() => {
+          const n = document.querySelectorAll('#run-rows tr[id^=run-]').length;
+          window.__most = Math.max(window.__most, n);
+        }).observe(document.getElementById('run-rows'), { childList: true });"""
+    )
+
+    burst = 3 * PAGE_SIZE  # more than a batch (MAX_ROWS) and than a page
+    for n in range(burst):
+        send("test:downstream", {"n": n})
+    wait_for(
+        lambda: Run.objects.filter(status="succeeded").count() == burst,
+        timeout=60,
+        what="the burst to run",
+    )
+    newest = [
+        f"run-{i}" for i in Run.objects.newest_first().values_list("id", flat=True)[: 2 * PAGE_SIZE]
+    ]
+    page.wait_for_function(
+        """([ids, size]) => {
+          const rows = [...document.querySelectorAll('#run-rows tr[id^=run-]')];
+          return rows.length === size && rows.every((tr, i) => tr.id === ids[i])
+            && rows.every((tr) => tr.querySelector('.badge.status-succeeded'));
+        }""",
+        arg=[newest[:PAGE_SIZE], PAGE_SIZE],
+        timeout=30_000,
+    )
+    assert page.evaluate("window.__most") <= PAGE_SIZE
+    assert page.evaluate("window.__notReloaded") is True
+    assert page.locator("#new-runs").is_hidden()
+    shot(page, "runs-after-burst")
+
+    # The rows that fell off the page are the next page, not lost.
+    page.click("#run-rows tr.more a")
+    page.wait_for_function(
+        f"document.querySelectorAll('#run-rows tr[id^=run-]').length === {2 * PAGE_SIZE}"
+    )
+    shown = page.eval_on_selector_all("#run-rows tr[id^=run-]", "rows => rows.map(r => r.id)")
+    assert shown == newest
+
+
+def test_a_long_pause_holds_one_page_of_the_newest_rows(page, celery_worker):
+    from hotapp.views import PAGE_SIZE
+
+    for n in range(PAGE_SIZE + 10):  # enough rows to scroll
+        send("test:downstream", {"n": n})
+    wait_for(
+        lambda: Run.objects.filter(status="succeeded").count() == PAGE_SIZE + 10,
+        what="the runs",
+    )
+    page.goto("/")
+    live_dot_is_on(page)
+    page.mouse.wheel(0, 2000)
+    page.wait_for_function("window.scrollY > 100")
+    shown_before = page.eval_on_selector_all("#run-rows tr[id^=run-]", "rows => rows.length")
+
+    for n in range(PAGE_SIZE + 5):
+        send("test:downstream", {"n": f"late {n}"})
+    pill = page.locator("#new-runs")
+    page.wait_for_function(
+        f"document.getElementById('new-runs').textContent.includes('{PAGE_SIZE}+ new runs')",
+        timeout=30_000,
+    )
+    assert "Paused" in pill.inner_text()
+    shown = page.eval_on_selector_all("#run-rows tr[id^=run-]", "rows => rows.length")
+    assert shown == shown_before  # nothing moved under the user
+    pill.click()
+    newest = [f"run-{i}" for i in Run.objects.newest_first().values_list("id", flat=True)]
+    page.wait_for_function(
+        """(ids) => {
+          const rows = [...document.querySelectorAll('#run-rows tr[id^=run-]')];
+          return rows.length === ids.length && rows.every((tr, i) => tr.id === ids[i]);
+        }""",
+        arg=newest[:PAGE_SIZE],
+        timeout=30_000,
+    )
+    assert pill.is_hidden()
+
+
 def test_the_trace_tree_expands_and_payloads_stay_text(page, celery_worker):
     send("trace:nested", {"items": [{"price": 10, "name": "<img src=x onerror=alert(1)>"}]})
     run = wait_for(lambda: Run.objects.filter(status="succeeded").first(), what="the run")

@@ -75,11 +75,11 @@ def test_changed_runs_outside_the_filters_are_reported_gone_not_shown(
     run_async(scenario)
 
 
-def test_a_burst_of_changes_becomes_one_bounded_overflow_notice(
+def test_a_burst_of_changes_sends_the_newest_rows_first_then_the_rest_without_a_ring(
     transactional_db, redis_client, alice
 ):
     def burst():
-        with transaction.atomic():
+        with transaction.atomic():  # one commit: one ring
             for n in range(MAX_ROWS + 5):
                 send("test:downstream", {"n": n})
 
@@ -90,9 +90,30 @@ def test_a_burst_of_changes_becomes_one_bounded_overflow_notice(
             {"subscribe": "runs", "query": "", "cursor": timezone.now().isoformat()}
         )
         await database_sync_to_async(burst)()
-        message = await communicator.receive_json_from(timeout=5)
-        assert message["type"] == "overflow"
+        first = await communicator.receive_json_from(timeout=5)
+        assert first["type"] == "runs" and first["more"] is True
+        assert len(first["rows"]) == MAX_ROWS
+        # The rest follows on its own: the burst's commit rang only once.
+        rest = await communicator.receive_json_from(timeout=5)
+        assert rest["type"] == "runs" and rest["more"] is False
+        assert len(rest["rows"]) == 5
+
+        stamps = dict(
+            await database_sync_to_async(list)(Run.objects.values_list("id", "updated_at"))
+        )
+        first_ids = {row["id"] for row in first["rows"]}
+        rest_ids = {row["id"] for row in rest["rows"]}
+        assert first_ids | rest_ids == {str(i) for i in stamps} and not first_ids & rest_ids
+        newest_left = max(u for i, u in stamps.items() if str(i) in rest_ids)
+        assert all(stamps[i] >= newest_left for i in stamps if str(i) in first_ids)
         assert await communicator.receive_nothing(timeout=0.5)
+
+        # A later change is sent alone: re-reading the burst (still within the overlap window)
+        # neither sends it again nor counts it against the batch.
+        await database_sync_to_async(send)("test:downstream", {"n": "late"})
+        late = await communicator.receive_json_from(timeout=5)
+        [row] = late["rows"]
+        assert row["id"] not in first_ids | rest_ids and late["more"] is False
         await communicator.disconnect()
 
     run_async(scenario)

@@ -1,15 +1,18 @@
 // Live updates for Hot App pages over one websocket (hotapp/consumers.py).
-// The runs list gets changed rows in batches; a run's page re-fetches its own fragment when its
-// workflow changes. On a dropped connection it reconnects with backoff and catches up from the
-// last cursor the server sent.
+// The runs list gets changed rows in batches: the first page places new rows in the list's order
+// (newest first) and keeps to one page of rows; every page updates the rows it shows in place.
+// A run's page re-fetches its own fragment when its workflow changes. On a dropped connection it
+// reconnects with backoff and catches up from the last cursor the server sent.
 (function () {
   "use strict";
   const TOP = 80; // px from the top that still counts as "at the top"
   let socket = null;
   let retries = 0;
   let cursor = null;
-  let queued = []; // rows held back while the user is scrolled away
-  let lastRegionRefresh = 0;
+  let pageSize = 50; // the server says (hotapp/views.py PAGE_SIZE)
+  const queued = new Map(); // id -> {row, key} held back while the user is scrolled away
+  let queueFull = false; // older held rows were let go: the pill says "N+"
+  let lastInsert = 0;
 
   function setState(state) {
     const dot = document.getElementById("live-state");
@@ -53,7 +56,6 @@
   function handle(msg) {
     if (msg.cursor) cursor = msg.cursor;
     if (msg.type === "runs") applyRows(msg);
-    else if (msg.type === "overflow") overflow();
     else if (msg.type === "run") refreshRun();
     else if (msg.type === "task") refreshFragment("task-live");
   }
@@ -66,36 +68,120 @@
 
   function atTop() { return window.scrollY < TOP; }
 
-  function newestShown(tbody) {
-    const first = tbody.querySelector("tr[data-created]");
-    return first ? first.dataset.created : "";
+  // The list's order, newest first: created_at, then id (hotapp/querysets.py newest_first). The
+  // key keeps microseconds, which Date.parse drops; ids compare as PostgreSQL compares uuids.
+  function sortKey(created, id) {
+    const micros = ((created.match(/\.(\d+)/) || [])[1] || "").padEnd(6, "0").slice(3, 6);
+    return { t: Date.parse(created) * 1000 + Number(micros), id: id };
+  }
+  function newer(a, b) { return a.t !== b.t ? a.t > b.t : a.id > b.id; }
+  function rowKey(tr) { return sortKey(tr.dataset.created, tr.id.slice(4)); }
+
+  // hotapp/filters.py encode_cursor: the page after this row.
+  function cursorAfter(tr) {
+    return btoa(tr.dataset.created + "|" + tr.id.slice(4)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
   }
 
-  function insertNew(tbody, rows) {
+  function olderLink(region, tbody, last) {
+    const params = new URLSearchParams(region.dataset.query);
+    params.set("after", cursorAfter(last));
+    const url = location.pathname + "?" + params;
+    const tr = parseRow('<tr class="more"><td colspan="6"><a hx-target="closest tr" hx-swap="outerHTML">Load older runs</a></td></tr>');
+    const a = tr.querySelector("a");
+    a.href = url;
+    a.setAttribute("hx-get", url);
+    const old = tbody.querySelector("tr.more");
+    if (old) old.replaceWith(tr);
+    else tbody.append(tr);
+    if (window.htmx) htmx.process(tr);
+  }
+
+  // Whether rows older than the last one shown are on later pages. A spent search window can
+  // show no rows and still link on; a new row is newer than that window, so it goes on this page.
+  function hasLaterPages(tbody, shown) {
+    return shown.length > 0 && !!tbody.querySelector("tr.more");
+  }
+
+  // Puts new rows where the list's order has them and keeps the first page to pageSize rows; the
+  // rows that fall off stay reachable through "Load older runs". A row older than every row shown
+  // belongs to a later page, unless this page already shows all there is.
+  function insertNew(region, tbody, rows) {
     const empty = tbody.querySelector(".empty-row");
-    if (empty) empty.remove();
-    for (const row of rows.sort((a, b) => a.created_at.localeCompare(b.created_at))) {
-      if (document.getElementById("run-" + row.id)) continue;
-      const tr = parseRow(row.html);
-      tr.classList.add("fresh");
-      tbody.prepend(tr);
+    if (empty && rows.length) empty.remove();
+    const shown = Array.from(tbody.querySelectorAll("tr[data-created]"));
+    const keys = shown.map(rowKey);
+    const hasOlder = hasLaterPages(tbody, shown);
+    const incoming = rows
+      .filter((row) => !document.getElementById("run-" + row.id))
+      .map((row) => ({ row: row, key: sortKey(row.created_at, row.id) }))
+      .sort((a, b) => (newer(a.key, b.key) ? -1 : 1));
+    // Flash new rows when they come at a pace one can follow. In a stream they would only flicker,
+    // and dozens of rows animating at once keep the browser busy painting.
+    const flash = Date.now() - lastInsert > 500;
+    let at = 0;
+    for (const item of incoming) {
+      while (at < shown.length && newer(keys[at], item.key)) at++;
+      if (at >= pageSize || (at === shown.length && hasOlder)) break; // would not be on this page
+      const tr = parseRow(item.row.html);
+      if (flash) tr.classList.add("fresh");
+      lastInsert = Date.now();
+      if (at < shown.length) shown[at].before(tr);
+      else if (tbody.querySelector("tr.more")) tbody.querySelector("tr.more").before(tr);
+      else tbody.append(tr);
       if (window.htmx) htmx.process(tr);
+      shown.splice(at, 0, tr);
+      keys.splice(at, 0, item.key);
+      at++;
+    }
+    if (shown.length > pageSize) {
+      for (const tr of shown.slice(pageSize)) tr.remove();
+      olderLink(region, tbody, shown[pageSize - 1]);
     }
   }
 
   function showPill() {
     const pill = document.getElementById("new-runs");
     if (!pill) return;
-    pill.hidden = queued.length === 0;
-    pill.textContent = "Paused · " + queued.length + " new run" + (queued.length === 1 ? "" : "s") + " ↑";
+    const n = queued.size;
+    pill.hidden = n === 0;
+    pill.textContent = "Paused · " + n + (queueFull ? "+" : "") + " new run" + (n === 1 && !queueFull ? "" : "s") + " ↑";
+  }
+
+  // Whether a row not shown would be on this page: newer than its last row, or all fit.
+  function fits(tbody, key) {
+    const shown = tbody.querySelectorAll("tr[data-created]");
+    if (shown.length < pageSize && !hasLaterPages(tbody, shown)) return true;
+    return newer(key, rowKey(shown[Math.min(shown.length, pageSize) - 1]));
+  }
+
+  // While paused, hold only the newest pageSize rows that would be on the page: older ones
+  // could not make it anyway.
+  function hold(tbody, row) {
+    const key = sortKey(row.created_at, row.id);
+    if (!queued.has(row.id) && !fits(tbody, key)) return;
+    queued.set(row.id, { row: row, key: key });
+    if (queued.size <= pageSize) return;
+    let oldest = null;
+    for (const q of queued.values()) if (!oldest || newer(oldest.key, q.key)) oldest = q;
+    queued.delete(oldest.row.id);
+    queueFull = true;
+  }
+
+  function release() {
+    const region = document.getElementById("runs-region");
+    const tbody = document.getElementById("run-rows");
+    if (region && tbody) insertNew(region, tbody, Array.from(queued.values(), (q) => q.row));
+    queued.clear();
+    queueFull = false;
+    showPill();
   }
 
   function applyRows(msg) {
     const region = document.getElementById("runs-region");
     const tbody = document.getElementById("run-rows");
     if (!region || !tbody) return;
+    if (msg.page_size) pageSize = msg.page_size;
     const firstPage = region.dataset.firstPage === "1";
-    const newest = newestShown(tbody);
     const fresh = [];
     for (const row of msg.rows) {
       const existing = document.getElementById("run-" + row.id);
@@ -103,43 +189,32 @@
         const tr = parseRow(row.html);
         existing.replaceWith(tr);
         if (window.htmx) htmx.process(tr);
-      } else if (firstPage && row.created_at >= newest) {
+      } else if (firstPage) {
         fresh.push(row);
-      } else {
-        const held = queued.findIndex((q) => q.id === row.id);
-        if (held >= 0) queued[held] = row;
       }
     }
     for (const id of msg.gone || []) {
       const existing = document.getElementById("run-" + id);
       if (existing) existing.remove();
-      queued = queued.filter((q) => q.id !== id);
+      queued.delete(id);
     }
-    if (atTop() && !queued.length) insertNew(tbody, fresh);
-    else {
-      for (const row of fresh) if (!queued.some((q) => q.id === row.id)) queued.push(row);
-    }
+    if (atTop() && !queued.size) insertNew(region, tbody, fresh);
+    else for (const row of fresh) hold(tbody, row);
     showPill();
   }
 
-  function overflow() {
-    const region = document.getElementById("runs-region");
-    if (!region) return;
-    if (region.dataset.firstPage === "1" && atTop() && Date.now() - lastRegionRefresh > 2000) {
-      lastRegionRefresh = Date.now();
-      htmx.ajax("GET", location.pathname + location.search, { target: "#runs-region", swap: "outerHTML" });
-    } else {
-      const pill = document.getElementById("new-runs");
-      if (pill) { pill.hidden = false; pill.textContent = "Many new runs · refresh ↑"; pill.dataset.refresh = "1"; }
-    }
-  }
-
-  const pending = new Set();
+  const pending = new Map(); // fragment id -> whether a notice came while it was being fetched
   function refreshFragment(id) {
-    if (!document.getElementById(id) || pending.has(id)) return Promise.resolve();
-    pending.add(id);
+    if (!document.getElementById(id)) return Promise.resolve();
+    if (pending.has(id)) { pending.set(id, true); return Promise.resolve(); }
+    pending.set(id, false);
     return htmx.ajax("GET", location.pathname, { target: "#" + id, swap: "outerHTML" })
-      .finally(() => pending.delete(id));
+      .finally(() => {
+        const again = pending.get(id);
+        pending.delete(id);
+        // The fetch in flight may have read the page before the change that notice is about.
+        if (again) return refreshFragment(id);
+      });
   }
 
   function refreshRun() {
@@ -155,24 +230,11 @@
     const pill = e.target.closest && e.target.closest("#new-runs");
     if (!pill) return;
     window.scrollTo({ top: 0 });
-    if (pill.dataset.refresh === "1") {
-      delete pill.dataset.refresh;
-      htmx.ajax("GET", location.pathname + location.search, { target: "#runs-region", swap: "outerHTML" });
-      return;
-    }
-    const tbody = document.getElementById("run-rows");
-    if (tbody) insertNew(tbody, queued);
-    queued = [];
-    showPill();
+    release();
   });
 
   window.addEventListener("scroll", () => {
-    if (atTop() && queued.length) {
-      const tbody = document.getElementById("run-rows");
-      if (tbody) insertNew(tbody, queued);
-      queued = [];
-      showPill();
-    }
+    if (atTop() && queued.size) release();
   }, { passive: true });
 
   // A new filter swaps the region in: follow the new query from the region's own cursor.
@@ -180,7 +242,8 @@
     const region = document.getElementById("runs-region");
     if (region && region.dataset.query !== subscribedTo) {
       cursor = null;
-      queued = [];
+      queued.clear();
+      queueFull = false;
       showPill();
       subscribe();
     }
