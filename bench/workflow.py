@@ -7,8 +7,8 @@ N workflows sent as fast as one process can, timed from the first send to the la
 1. Hot: PostgreSQL + Redis + `celery -A hotapp worker` (prefork), inputs, results, traces kept.
 2. Celery chained with .delay(), results stored by django-celery-results in PostgreSQL.
 3. Celery chained with .delay(), no result storage.
-Prints workflows/s, steps/s and the ratios, and first how fast the sending process alone goes
-for each system (no worker running); asserts nothing.
+Prints workflows/s, steps/s and the ratios; first how fast the sending process alone goes for
+each system (no worker running) and the SQL statements Hot makes per step; asserts nothing.
 """
 
 import argparse
@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -157,6 +158,33 @@ def senders_alone(n: int) -> None:
     )
 
 
+def statements_per_step() -> None:
+    """SQL statements on the happy path, BEGIN and COMMIT included, counted by Django's query
+    log in this process, which runs the worker's own code (executor.drain) on one workflow alone
+    and on 20 at once. The second `drain()` that finds nothing is counted too."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from runtime import executor, send
+
+    for count in (1, 20):
+        harness.reset_state()
+        with CaptureQueriesContext(connection) as sending:
+            for i in range(count):
+                send("bench:order:created", {"order_id": i, "items": [{"price": 10}]})
+        with CaptureQueriesContext(connection) as running:
+            while executor.drain():
+                pass
+        first_words = Counter(q["sql"].split()[0] for q in running.captured_queries)
+        kinds = ", ".join(f"{n} {word}" for word, n in sorted(first_words.items()))
+        print(
+            f"statements, {count} workflow(s) at once: {len(sending) / count:.2f} per send(), "
+            f"{len(running) / (3 * count):.2f} per step ({kinds})",
+            flush=True,
+        )
+    harness.reset_state()
+
+
 def report(label: str, n: int, seconds: float) -> float:
     print(
         f"{label:30s} N={n:6d}: {seconds:7.2f} s  {n / seconds:7.1f} workflows/s  "
@@ -175,6 +203,7 @@ def main() -> None:
     harness.configure(DJANGO_SETTINGS_MODULE="bench.baseline_settings")
     harness.recreate_database()
     senders_alone(2000)
+    statements_per_step()
     for n in (int(s) for s in args.sizes.split(",")):
         hot = hot_throughput(n, args.concurrency)
         stored = celery_throughput(n, args.concurrency, store_results=True)
