@@ -6,15 +6,25 @@ messages to wake enough workers, one per CLAIM_BATCH runs. A task attempt gets a
 own on the task queue and is run alone (executor.execute).
 """
 
+import atexit
 import logging
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
+from runtime.bell import Bell
+
 logger = logging.getLogger("hot.dispatch")
+
+# Rings within this long of a doorbell going out share the next one. A burst of sends from one
+# process then costs a few broker messages, not one each (a publish costs more than the INSERT
+# of the event it rings for), and the workers wake up that much less often for runs another
+# worker has already claimed. The first ring after a quiet spell goes out at once.
+DOORBELL_INTERVAL = 0.002
 
 
 def queue_for(trigger: str) -> str | None:
@@ -30,25 +40,46 @@ def enqueue_on_commit(run_ids: Sequence[uuid.UUID], queue: str | None = None) ->
 
 
 def enqueue(run_ids: Sequence[uuid.UUID], queue: str | None = None) -> None:
-    """Ring for queued runs: on the task queue one message per run, on the event queue one per
-    CLAIM_BATCH runs. A broker failure is logged, not raised: the runs are already committed as
-    queued and the sweeper re-enqueues them."""
+    """Ring for queued runs, which must be committed already. The messages go out from the
+    doorbell's own thread, coalesced with other rings of this process (see _publish); a broker
+    failure is logged there, not raised here: the runs are queued in the database and the
+    sweeper re-enqueues them."""
+    _doorbell.ring((queue, run_id) for run_id in run_ids)
+
+
+def flush() -> None:
+    """Publish the doorbells rung so far before returning (a process about to exit, tests)."""
+    _doorbell.flush()
+
+
+def _publish(rung: list[tuple[str | None, uuid.UUID]]) -> None:
+    """One message per task attempt on the task queue; on the event queue one per CLAIM_BATCH
+    runs, since the worker that takes one claims the oldest queued runs in batches."""
     from runtime.celery_tasks import execute_run, execute_task
 
-    if queue == settings.HOT["TASK_QUEUE"]:
-        doorbells = [(execute_task, run_id) for run_id in run_ids]
-    else:
-        step = settings.HOT["CLAIM_BATCH"]
-        doorbells = [(execute_run, run_ids[i]) for i in range(0, len(run_ids), step)]
-    for task, run_id in doorbells:
+    task_queue = settings.HOT["TASK_QUEUE"]
+    events = [run_id for queue, run_id in rung if queue != task_queue]
+    step = settings.HOT["CLAIM_BATCH"]
+    doorbells: list[tuple[Any, str | None, uuid.UUID]]
+    doorbells = [(execute_run, None, run_id) for run_id in events[::step]]
+    doorbells += [(execute_task, q, run_id) for q, run_id in rung if q == task_queue]
+    for sent, (task, queue, run_id) in enumerate(doorbells):
         try:
             task.apply_async((str(run_id),), queue=queue)
         except Exception:
+            # The broker is away: the rest would fail as slowly; the sweeper rings them all.
             logger.warning(
-                "could not enqueue run; the sweeper will retry",
+                "could not enqueue %d doorbells; the sweeper will retry",
+                len(doorbells) - sent,
                 extra={"action": "enqueue_failed", "run_id": str(run_id)},
                 exc_info=True,
             )
+            return
+
+
+_doorbell = Bell("hot-doorbell", _publish, DOORBELL_INTERVAL)
+# A script that sends and exits at once (`hot send`) still rings before it goes.
+atexit.register(flush)
 
 
 def schedule_retry_promotion(run_id: uuid.UUID, delay: timedelta) -> None:

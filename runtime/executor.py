@@ -80,6 +80,15 @@ def drain(run_id: str | uuid.UUID | None = None) -> int:
     """Answer a doorbell of the event queue: claim and run the oldest queued runs in batches
     until none is left; returns how many ran. `run_id`, the run the doorbell was rung for, is
     not needed: the queue is served in order, and that run is in it if still queued."""
+    try:
+        return _drain()
+    finally:
+        # The doorbells this drain rang are out before the worker takes its next message, or
+        # stops: a prefork child may exit without running atexit handlers.
+        dispatch.flush()
+
+
+def _drain() -> int:
     deadline = time.monotonic() + DRAIN_SECONDS
     token = _new_token()
     done = 0

@@ -18,7 +18,7 @@ from django.db import connection
 from django.utils import timezone
 
 from hotapp.models import Run, RunStatus
-from runtime import executor, retries
+from runtime import dispatch, executor, retries
 from runtime.celery_app import app as celery_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,6 +59,7 @@ def subprocess_database_url() -> str:
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(settings.REDIS_URL)
+    dispatch.flush()  # another test's doorbells are out before they are thrown away
     client.flushdb()  # no doorbells left over from another test
     yield client
     client.close()

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from hotapp.ids import uuid7
 from hotapp.models import Event, Run, RunStatus, RunTrace
-from runtime import executor, send, start, sweeper
+from runtime import dispatch, executor, send, start, sweeper
 from runtime.context import PendingEvent
 from runtime.events import persist_events
 from runtime.transitions import transition
@@ -195,7 +195,8 @@ def test_a_malformed_doorbell_is_ignored():
 def test_a_draining_worker_rings_no_doorbell_for_the_runs_it_claims_next(batch_of, redis_client):
     batch_of(10)
     send_batch(3, send={"next": True})
-    redis_client.delete("celery")  # the three doorbells of the sends
+    dispatch.flush()
+    redis_client.delete("celery")  # the doorbells of the sends
 
     assert executor.drain() == 6
 
@@ -210,6 +211,7 @@ def test_runs_past_what_the_worker_runs_next_ring_one_doorbell_per_batch(setting
 
     with transaction.atomic():
         mine = persist_events(sent, keep=3, token="worker-under-test")
+    dispatch.flush()
 
     assert [run.input["n"] for run in mine] == [0, 1, 2]
     assert {run.status for run in Run.objects.filter(id__in=[r.id for r in mine])} == {

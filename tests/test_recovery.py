@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from hotapp.models import Event, Run, RunStatus
-from runtime import cancel_run, send, sweeper
+from runtime import cancel_run, dispatch, send, sweeper
 from tests.conftest import all_terminal, thread_worker, wait_for
 
 pytestmark = pytest.mark.services
@@ -54,7 +54,8 @@ def test_every_run_completes_when_the_broker_loses_its_messages(
     # No worker yet: the doorbells wait in Redis, and FLUSHALL loses every one of them.
     for i in range(5):
         send("order:created", {"order_id": i, "items": []})
-    assert redis_client.llen("celery") == 5
+    dispatch.flush()
+    assert redis_client.llen("celery") >= 1
     redis_client.flushall()
 
     with thread_worker():
