@@ -12,6 +12,11 @@ from runtime.exceptions import InvalidTransition, RunNotFound
 from runtime.live import runs_changed
 from runtime.transitions import transition
 
+TASK_ATTEMPT = (
+    "A task's attempt cannot be retried or rerun on its own: its task ended with it. "
+    "Start the task again with runtime.start()."
+)
+
 
 def _run_id(run_id: str | uuid.UUID) -> uuid.UUID:
     try:
@@ -28,8 +33,14 @@ def _get(run_id: str | uuid.UUID) -> Run:
 
 
 def retry_run(run_id: str | uuid.UUID) -> Run:
-    """Retry a failed run: a new attempt with the same input, linked by origin_run_id."""
+    """Retry a failed run: a new attempt with the same input, linked by origin_run_id.
+
+    Not for a task's attempts: their task has ended with them and would not hear of a new
+    attempt's outcome (a task retries itself, by its own policy, while it is still going).
+    """
     run = _get(run_id)
+    if run.task_id:
+        raise InvalidTransition(TASK_ATTEMPT)
     if run.status != RunStatus.FAILED:
         raise InvalidTransition(f"Only failed runs can be retried; this one is {run.status}")
     return retries.next_attempt(run)
@@ -41,7 +52,7 @@ def rerun(run_id: str | uuid.UUID) -> Run:
     if run.status not in TERMINAL_STATUSES:
         raise InvalidTransition(f"Only finished runs can be rerun; this one is {run.status}")
     if run.task_id:
-        raise InvalidTransition("A task's attempt cannot be rerun on its own; start the task again")
+        raise InvalidTransition(TASK_ATTEMPT)
     handler = registry.handler_named(run.function)
     now = timezone.now()
     with transaction.atomic():
@@ -73,24 +84,32 @@ def cancel_run(run_id: str | uuid.UUID) -> str:
     cancelled anyway once HOT_CANCEL_GRACE_SECONDS have passed.
     """
     run_id = _run_id(run_id)
-    now = timezone.now()
-    # Conditional UPDATEs: a worker claiming the run at the same moment either wins (the run is
-    # running, and gets a cancel request below) or loses (its claim finds it cancelled).
     unstarted = [RunStatus.QUEUED, RunStatus.PENDING_RETRY]
-    if transition(
-        Run.objects.filter(id=run_id, status__in=unstarted),
-        now=now,
-        status=RunStatus.CANCELLED,
-        finished_at=now,
-    ):
-        return RunStatus.CANCELLED
-    if transition(
-        Run.objects.filter(id=run_id, status=RunStatus.RUNNING, cancel_requested_at__isnull=True),
-        now=now,
-        cancel_requested_at=now,
-    ):
-        return RunStatus.RUNNING
-    run = _get(run_id)
-    if run.status == RunStatus.RUNNING:
-        return run.status  # a cancel was already requested
-    raise InvalidTransition(f"This run is {run.status}; only unfinished runs can be cancelled")
+    # Conditional UPDATEs: a worker claiming the run at the same moment either wins (the run is
+    # running, and gets a cancel request below) or loses (its claim finds it cancelled). The run
+    # may also move back between the two (lease recovery re-queues a running run): then the
+    # first UPDATE matches again, so go round until one matches or the run has finished.
+    while True:
+        now = timezone.now()
+        if transition(
+            Run.objects.filter(id=run_id, status__in=unstarted),
+            now=now,
+            status=RunStatus.CANCELLED,
+            finished_at=now,
+        ):
+            return RunStatus.CANCELLED
+        if transition(
+            Run.objects.filter(
+                id=run_id, status=RunStatus.RUNNING, cancel_requested_at__isnull=True
+            ),
+            now=now,
+            cancel_requested_at=now,
+        ):
+            return RunStatus.RUNNING
+        run = _get(run_id)
+        if run.status == RunStatus.RUNNING and run.cancel_requested_at is not None:
+            return run.status  # a cancel was already requested
+        if run.status in TERMINAL_STATUSES:
+            raise InvalidTransition(
+                f"This run is {run.status}; only unfinished runs can be cancelled"
+            )

@@ -43,6 +43,11 @@ def fails_once_midway(ctx):
     return {"done": state["done"], "attempt": ctx.attempt}
 
 
+@task(retry=Retry(1, delay=0.01))
+def always_fails(ctx):
+    raise RuntimeError(f"attempt {ctx.attempt} failed")
+
+
 @task
 def echo(ctx):
     count = 0
