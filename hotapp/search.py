@@ -5,9 +5,14 @@
 On PostgreSQL a `key:value` term is a containment test (`input @> '{"order_id": 42}'`) served by
 GIN indexes, and a word is an ILIKE over the payloads' text served by trigram indexes (migration
 0004). SQLite, the embedded default, answers the same queries by scanning.
+
+A key is only ever a key: on PostgreSQL it is a name in the containment document, on SQLite one
+label of a JSON path built by ObjectKey, never a Django lookup name (`contains:1` is the key
+"contains") nor an array index (`0:x` is the key "0", as in the containment document).
 """
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +20,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import BooleanField, Q, QuerySet, TextField
 from django.db.models.expressions import RawSQL
+from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Cast
 
 KEY_RE = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*")
@@ -81,14 +87,17 @@ class Search:
     def apply(self, qs: QuerySet, json_fields: tuple[str, ...], text_sql: str) -> QuerySet:
         """Narrow `qs` to rows whose `json_fields` hold every pair and whose text has every word."""
         postgres = connection.vendor == "postgresql"
-        for path, raw in self.pairs:
+        for n, (path, raw) in enumerate(self.pairs):
             match = Q()
+            if not postgres:  # the values at the path, under names no key text can spell
+                keys = {field: f"search_{n}_{field}" for field in json_fields}
+                qs = qs.alias(**{keys[field]: json_key(field, path) for field in json_fields})
             for value in candidates(raw):
                 for field in json_fields:
                     if postgres:
                         match |= Q(**{f"{field}__contains": nested(path, value)})
                     else:
-                        match |= Q(**{f"{field}__{'__'.join(path)}": value})
+                        match |= Q(**{keys[field]: value})
             qs = qs.filter(match)
         for word in self.words:
             if postgres:
@@ -105,15 +114,42 @@ class Search:
 
 
 def candidates(raw: str) -> list[Any]:
-    """`42` may be the number or the string: match either."""
+    """`42` may be the number or the string: match either. `NaN`, `Infinity` and `1e999` are
+    only strings: JSON has no such numbers (PostgreSQL's jsonb rejects them)."""
     values: list[Any] = [raw]
     try:
         parsed = json.loads(raw)
     except ValueError:
         return values
+    if isinstance(parsed, float) and not math.isfinite(parsed):
+        return values
     if parsed is None or isinstance(parsed, bool | int | float):
         values.append(parsed)
     return values
+
+
+class ObjectKey(KeyTransform):
+    """One key of a JSON object, whatever its text. Django's KeyTransform reads a key like "0"
+    as an array index; a search term's key is always an object's key."""
+
+    def as_sqlite(self, compiler, connection):
+        lhs, params, keys = self.preprocess_lhs(compiler, connection)
+        path = "$" + "".join(f".{json.dumps(key)}" for key in keys)  # a parameter, not SQL
+        # As Django's KeyTransform.as_sqlite: JSON_EXTRACT returns SQL NULL for a JSON null
+        # and 0/1 for false/true, so those are compared by type.
+        types = ",".join(repr(t) for t in connection.ops.jsonfield_datatype_values)
+        return (
+            f"(CASE WHEN JSON_TYPE({lhs}, %s) IN ({types}) "
+            f"THEN JSON_TYPE({lhs}, %s) ELSE JSON_EXTRACT({lhs}, %s) END)"
+        ), (*params, path) * 3
+
+
+def json_key(field: str, path: tuple[str, ...]) -> KeyTransform:
+    """The value at `path` inside the JSON column `field` (SQLite: a JSON path, not lookups)."""
+    expression: Any = field
+    for key in path:
+        expression = ObjectKey(key, expression)
+    return expression
 
 
 def nested(path: tuple[str, ...], value: Any) -> dict:
