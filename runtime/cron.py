@@ -10,6 +10,7 @@
 Standard library only: this runs in schedulers that must not need Django or a third-party parser.
 """
 
+import calendar
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -139,18 +140,69 @@ class Cron:
         return times
 
     def between(self, start: datetime, end: datetime, limit: int) -> list[datetime]:
-        """Fire times t with start < t <= end, at most `limit` of them, oldest first."""
+        """Fire times t with start < t <= end, oldest first: the newest `limit` of them.
+
+        Walks back from `end`, so the cost is `limit` steps however long the window (a
+        schedule firing every second, a week after its last tick, takes no longer)."""
         if limit < 0:
             raise ValueError(f"limit must not be negative, got {limit}")
-        end = _utc(end)
+        start, end = _utc(start), _utc(end)
         times: list[datetime] = []
-        t = start
-        while len(times) < limit:
-            t = self.next_after(t)
-            if t > end:
-                break
+        if limit == 0 or end <= start:
+            return times
+        t = self.at_or_before(end)
+        while t > start:
             times.append(t)
-        return times
+            if len(times) == limit:
+                break
+            t = self.at_or_before(t - timedelta(seconds=1))
+        return times[::-1]
+
+    def at_or_before(self, when: datetime) -> datetime:
+        """The last fire time at or before `when` (timezone-aware), in UTC."""
+        end = _utc(when).replace(microsecond=0)  # ticks fall on whole seconds
+        try:
+            if self.interval is not None:
+                elapsed = (end - _EPOCH) // timedelta(seconds=1)
+                return _EPOCH + timedelta(seconds=elapsed // self.interval * self.interval)
+            return self._search_back(end)
+        except CronError:
+            raise
+        except (OverflowError, ValueError) as error:  # ran before datetime.min (year 1)
+            problem = f"no fire time before {when.isoformat()} after year 1"
+            raise CronError(f"{self.expression!r}: {problem}") from error
+
+    def _search_back(self, t: datetime) -> datetime:
+        # _search in a mirror: skip back to the last second of the latest allowed month, day,
+        # hour, minute at or before t.
+        give_up = t.year - 400
+        while t.year >= give_up:
+            if t.month not in self.month:
+                earlier = [m for m in self.month if m < t.month]
+                year, month = (t.year, max(earlier)) if earlier else (t.year - 1, max(self.month))
+                last_day = calendar.monthrange(year, month)[1]
+                t = datetime(year, month, last_day, 23, 59, 59, tzinfo=UTC)
+                continue
+            if not self._day_matches(t):
+                t = t.replace(hour=0, minute=0, second=0) - timedelta(seconds=1)
+                continue
+            for index, (unit, _) in enumerate(_CLOCK):
+                allowed: frozenset[int] = getattr(self, unit)
+                current = getattr(t, unit)
+                if current in allowed:
+                    continue
+                # Back to the latest earlier allowed value with the units below at their end,
+                # or, with none earlier, to the last second before this unit's value 0.
+                below = [lower for lower, _ in _CLOCK[index + 1 :]]
+                earlier = [v for v in allowed if v < current]
+                if earlier:
+                    t = t.replace(**{unit: max(earlier)}, **dict.fromkeys(below, 59))
+                else:
+                    t = t.replace(**{unit: 0}, **dict.fromkeys(below, 0)) - timedelta(seconds=1)
+                break
+            else:
+                return t
+        raise CronError(f"{self.expression!r}: never fires")
 
     def describe(self) -> str:
         """The schedule in English for the common shapes, else "cron: <expression>"."""

@@ -248,9 +248,53 @@ def test_between_excludes_the_start_and_includes_the_end():
     assert times == [utc(2026, 1, 1, 10, minute) for minute in (15, 30, 45)] + [utc(2026, 1, 1, 11)]
 
 
-def test_between_stops_at_the_limit_keeping_the_oldest():
+def test_between_stops_at_the_limit_keeping_the_newest_oldest_first():
     times = parse("* * * * *").between(utc(2026, 1, 1), utc(2026, 1, 2), limit=3)
-    assert times == [utc(2026, 1, 1, 0, 1), utc(2026, 1, 1, 0, 2), utc(2026, 1, 1, 0, 3)]
+    assert times == [utc(2026, 1, 1, 23, 58), utc(2026, 1, 1, 23, 59), utc(2026, 1, 2)]
+
+
+@pytest.mark.parametrize("expression", ["* * * * * *", "every second"])
+def test_between_over_a_week_of_seconds_keeps_the_newest_tick(expression):
+    times = parse(expression).between(utc(2026, 1, 1), utc(2026, 1, 8, 12, 0, 5, 250), limit=1)
+    assert times == [utc(2026, 1, 8, 12, 0, 5)]
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["*/7 3-5 * * *", "0 9 * * MON-FRI", "0 0 13 * 5", "5,20 9-17 * 1-6 *", "*/13 */7 4 * * *"],
+)
+def test_between_walking_back_finds_the_ticks_next_after_finds_walking_forward(expression):
+    cron = parse(expression)
+    start, end = utc(2026, 1, 30, 7, 3, 11), utc(2026, 8, 2, 1, 2, 3)
+    forward = list(itertools.takewhile(lambda t: t <= end, _walk(cron, start)))
+
+    assert cron.between(start, end, limit=len(forward) + 1) == forward
+    assert cron.between(start, end, limit=40) == forward[-40:]
+
+
+def _walk(cron: Cron, t: datetime):
+    while True:
+        t = cron.next_after(t)
+        yield t
+
+
+@pytest.mark.parametrize(
+    ("expression", "when", "tick"),
+    [
+        ("*/5 * * * *", utc(2026, 1, 1, 10, 7, 30), utc(2026, 1, 1, 10, 5)),
+        ("*/5 * * * *", utc(2026, 1, 1, 10, 5), utc(2026, 1, 1, 10, 5)),  # at: included
+        ("0 9 * * MON-FRI", utc(2026, 11, 30, 8, 59), utc(2026, 11, 27, 9)),  # Monday → Friday
+        ("30 2 * * *", utc(2026, 3, 1, 1), utc(2026, 2, 28, 2, 30)),  # back across a month
+        ("0 0 1 1 *", utc(2026, 6, 1), utc(2026, 1, 1)),
+        ("59 23 31 12 *", utc(2026, 6, 1), utc(2025, 12, 31, 23, 59)),  # back across a year
+        ("0 0 29 2 *", utc(2031, 1, 1), utc(2028, 2, 29)),  # the last leap day
+        ("15 30 9 * * *", utc(2026, 1, 1, 9, 30, 14, 999999), utc(2025, 12, 31, 9, 30, 15)),
+        ("0 0 13 * 5", utc(2026, 3, 12), utc(2026, 3, 6)),  # Vixie: the 13th or a Friday
+        ("every 7 minutes", utc(2026, 1, 1, 0, 6, 59), utc(2026, 1, 1)),  # 7 min since 1970
+    ],
+)
+def test_at_or_before_returns_the_newest_tick_not_after_a_time(expression, when, tick):
+    assert parse(expression).at_or_before(when) == tick
 
 
 def test_between_is_empty_for_an_empty_window_or_a_zero_limit():
@@ -268,6 +312,7 @@ def test_between_is_empty_for_an_empty_window_or_a_zero_limit():
         lambda cron: cron.fire_times(datetime(2026, 1, 1), 1),
         lambda cron: cron.between(datetime(2026, 1, 1), utc(2026, 1, 2), 1),
         lambda cron: cron.between(utc(2026, 1, 1), datetime(2026, 1, 2), 1),
+        lambda cron: cron.at_or_before(datetime(2026, 1, 1)),
     ],
 )
 @pytest.mark.parametrize("expression", ["* * * * *", "every 5 minutes"])
@@ -381,3 +426,5 @@ def test_an_impossible_date_with_a_weekday_still_fires_on_that_weekday():
 def test_running_past_the_last_representable_year_is_a_cron_error():
     with pytest.raises(CronError, match="before year 10000"):
         parse("0 0 1 1 *").next_after(utc(9999, 6, 1))
+    with pytest.raises(CronError, match="after year 1"):
+        parse("0 0 2 1 *").at_or_before(utc(1, 1, 1, 12))

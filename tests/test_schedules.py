@@ -69,6 +69,35 @@ def test_missed_ticks_are_not_back_filled_unless_the_schedule_asks():
     )
 
 
+@pytest.fixture
+def every_second():
+    """A schedule firing every second, declared for one test only (the others would see it
+    tick during their own checks)."""
+    name = "tests.every_second"
+    on_schedule("* * * * * *", name=name, backfill=0)(lambda tick: None)
+    yield name
+    registry.unregister(name)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("backfill", "fired"), [(0, [0]), (3, [2, 1, 0])])
+def test_a_schedule_firing_every_second_fires_its_newest_ticks_after_days_down(
+    every_second, backfill, fired
+):
+    schedules.sync()
+    Schedule.objects.filter(name=every_second).update(backfill=backfill)
+    backdate(every_second, days=2)  # 172,800 ticks missed
+    now = timezone.now()
+
+    assert schedules.fire_due(now) == len(fired)
+
+    newest = now.replace(microsecond=0)
+    ticks = Run.objects.filter(function=every_second).order_by("scheduled_at")
+    assert [t.scheduled_at for t in ticks] == [newest - timedelta(seconds=s) for s in fired]
+    assert Schedule.objects.get(name=every_second).last_tick_at == newest
+    assert schedules.fire_due(now) == 0
+
+
 @pytest.mark.django_db
 def test_a_paused_schedule_does_not_fire_and_resumes_from_now():
     schedules.sync()
