@@ -195,10 +195,13 @@ class Cron:
                 # or, with none earlier, to the last second before this unit's value 0.
                 below = [lower for lower, _ in _CLOCK[index + 1 :]]
                 earlier = [v for v in allowed if v < current]
+                fields: dict[str, Any]
                 if earlier:
-                    t = t.replace(**{unit: max(earlier)}, **dict.fromkeys(below, 59))
+                    fields = {unit: max(earlier), **dict.fromkeys(below, 59)}
+                    t = t.replace(**fields)
                 else:
-                    t = t.replace(**{unit: 0}, **dict.fromkeys(below, 0)) - timedelta(seconds=1)
+                    fields = {unit: 0, **dict.fromkeys(below, 0)}
+                    t = t.replace(**fields) - timedelta(seconds=1)
                 break
             else:
                 return t
