@@ -199,9 +199,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         self.sent.update(fresh)
         self.sent.update(gone)
         runs = (
-            Run.objects.filter(id__in=[i for i, _ in fresh])
-            .defer("input", "result", "error_traceback", "retry_policy")  # not in a row
-            .order_by("created_at", "id")
+            Run.objects.for_list().filter(id__in=[i for i, _ in fresh]).order_by("created_at", "id")
         )
         rows = [
             {

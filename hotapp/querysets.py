@@ -5,9 +5,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, models
-from django.db.models import BooleanField, Count, Q
+from django.db.models import BooleanField, Count, Prefetch, Q, TextField
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import TruncMinute
+from django.db.models.functions import Cast, Left, TruncMinute
 
 from hotapp.search import EVENT_TEXT_SQL, RUN_TEXT_SQL, Search, like_pattern
 
@@ -19,6 +19,24 @@ from hotapp.search import EVENT_TEXT_SQL, RUN_TEXT_SQL, Search, like_pattern
 # trigram index, which finds every match at once.
 SEARCH_WINDOW = 20_000
 BROAD_MATCHES = 5_000  # the planner's estimate for the rarest word above which we bound it
+
+# What a list row shows (runs.html#run-row, events.html#event-row). Payloads, results and
+# tracebacks may be a megabyte each: a row's own page reads them, a list of 50 does not.
+RUN_LIST_FIELDS = (
+    "id",
+    "function",
+    "trigger",
+    "event_type",
+    "status",
+    "attempt",
+    "rerun_of_id",
+    "cancel_requested_at",
+    "created_at",
+    "started_at",
+    "finished_at",
+)
+EVENT_LIST_FIELDS = ("id", "type", "source_run_id", "stream_id", "is_handled", "created_at")
+PREVIEW_CHARS = 200  # of an event's payload, as JSON text, in the events list
 
 Cursor = tuple[datetime, Any]
 
@@ -70,8 +88,7 @@ class KeysetQuerySet(models.QuerySet):
         if words and connection.vendor == "postgresql" and self._is_broad(words):
             rows = self._window_matches(qs, words, size + 1)
             if len(rows) <= size:  # the window is spent: go on from its oldest row
-                edge = list(qs.values_list("created_at", "id")[SEARCH_WINDOW - 1 : SEARCH_WINDOW])
-                return rows, (edge[0] if edge else None)
+                return rows, self._window_edge(qs)
         else:
             if words:
                 qs = Search(words=words).apply(qs, self.search_fields, self.search_sql)
@@ -95,14 +112,39 @@ class KeysetQuerySet(models.QuerySet):
         """The newest rows holding every word among the first SEARCH_WINDOW rows of `qs`. The
         LIMIT inside the derived table makes PostgreSQL walk the index in order and stop."""
         table = self.model._meta.db_table
-        inner, params = qs[:SEARCH_WINDOW].query.sql_with_params()
+        # The words are matched on the payloads, so the window has every column; only the
+        # columns `qs` loads (and its annotations) leave the database.
+        inner, params = qs.defer(None)[:SEARCH_WINDOW].query.sql_with_params()
+        deferred, is_defer = qs.query.deferred_loading
+        columns = [
+            f'"{table}"."{f.column}"'
+            for f in self.model._meta.concrete_fields
+            if f.primary_key or (f.attname not in deferred if is_defer else f.attname in deferred)
+        ]
+        columns += [f'"{table}"."{name}"' for name in qs.query.annotation_select]
         where = " AND ".join(f"{self.search_sql} ILIKE %s" for _ in words)
         rows = self.model.objects.raw(
-            f'SELECT * FROM ({inner}) AS "{table}" WHERE {where} '
+            f'SELECT {", ".join(columns)} FROM ({inner}) AS "{table}" WHERE {where} '
             f'ORDER BY "{table}"."created_at" DESC, "{table}"."id" DESC LIMIT %s',
             [*params, *(like_pattern(w) for w in words), limit],
         )
         return list(rows.prefetch_related(*qs._prefetch_related_lookups))
+
+    def _window_edge(self, qs) -> Cursor | None:
+        """The oldest row of the first SEARCH_WINDOW rows of `qs`, where the next window starts;
+        None when the window holds every row there is. Not OFFSET: the window's keys come from
+        an index scan that stops at the LIMIT, and the oldest of them is picked from those."""
+        inner, params = qs.values_list("created_at", "id")[:SEARCH_WINDOW].query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'SELECT "created_at", "id", count(*) OVER () FROM ({inner}) AS "window" '
+                'ORDER BY "created_at", "id" LIMIT 1',
+                params,
+            )
+            row = cursor.fetchone()
+        if row is None or row[2] < SEARCH_WINDOW:
+            return None
+        return row[0], row[1]
 
 
 class RunQuerySet(KeysetQuerySet):
@@ -148,6 +190,10 @@ class RunQuerySet(KeysetQuerySet):
     def recent_failures(self, limit: int = 10):
         return self.filter(status="failed").newest_first()[:limit]
 
+    def for_list(self) -> "RunQuerySet":
+        """Only the columns a list row shows."""
+        return self.only(*RUN_LIST_FIELDS)
+
 
 class EventQuerySet(KeysetQuerySet):
     search_fields = ("data",)
@@ -160,6 +206,18 @@ class EventQuerySet(KeysetQuerySet):
         if filters.get("handled"):
             qs = qs.filter(is_handled=filters["handled"] == "yes")
         return qs.in_period_matching(filters, with_words)
+
+    def for_list(self) -> "EventQuerySet":
+        """Only what a list row shows: the start of the payload's text (`data_preview`), and
+        for each run it triggered a badge's worth of columns."""
+        from hotapp.models import Run  # hotapp.models builds its managers from this module
+
+        runs = Run.objects.only("id", "event_id", "function", "status", "attempt")
+        return (
+            self.only(*EVENT_LIST_FIELDS)
+            .annotate(data_preview=Left(Cast("data", TextField()), PREVIEW_CHARS))
+            .prefetch_related(Prefetch("runs", queryset=runs.order_by("created_at", "id")))
+        )
 
 
 def minutes_back(now: datetime, minutes: int) -> datetime:

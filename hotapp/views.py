@@ -62,7 +62,7 @@ def _list_context(request: HttpRequest, form, queryset) -> dict:
 
 @login_required
 def run_list(request: HttpRequest) -> HttpResponse:
-    context = _list_context(request, RunFilterForm(request.GET), Run.objects)
+    context = _list_context(request, RunFilterForm(request.GET), Run.objects.for_list())
     context.update(
         {
             "runs": context["rows"],
@@ -150,8 +150,7 @@ def run_action(request: HttpRequest, run_id, action: str) -> HttpResponse:
 
 @login_required
 def event_list(request: HttpRequest) -> HttpResponse:
-    events = Event.objects.prefetch_related("runs")
-    context = _list_context(request, EventFilterForm(request.GET), events)
+    context = _list_context(request, EventFilterForm(request.GET), Event.objects.for_list())
     context["events"] = context["rows"]
     if request.htmx and request.GET.get("after"):
         return render(request, "hotapp/events.html#event-rows", context)

@@ -3,6 +3,8 @@
 import re
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from hotapp.models import Event
 from runtime import send
@@ -22,12 +24,39 @@ def events():
     drain()
 
 
+def row(page: str, event: Event) -> str:
+    return re.search(rf'<tr id="event-{event.id}">.*?</tr>', page, re.S).group(0)
+
+
 def test_it_lists_events_with_payload_and_the_runs_they_triggered(alice_client, events):
     page = alice_client.get("/events/").content.decode()
 
     assert len(re.findall(r'id="event-[0-9a-f]{8}-', page)) == Event.objects.count() == 4
-    assert "order:paid" in page and "on_order_paid" in page
-    assert "unhandled" in page
+    paid = row(page, Event.objects.get(type="order:paid"))
+    assert "on_order_paid" in paid and "status-succeeded" in paid
+    assert "&quot;order_id&quot;: 7" in paid
+    lost = row(page, Event.objects.get(type="nobody:listens"))
+    assert '<span class="badge unhandled">unhandled</span>' in lost
+    assert "lost in space" in lost
+    assert "badge unhandled" not in paid
+
+
+def test_a_list_of_large_payloads_stays_small(alice_client):
+    blob = "x" * 100_000
+    for n in range(50):
+        send("test:downstream", {"n": n, "blob": blob})  # a run each, with the blob as input
+
+    with CaptureQueriesContext(connection) as queries:
+        response = alice_client.get("/events/")
+
+    page = response.content.decode()
+    assert len(shown_ids(response)) == 50
+    assert len(response.content) < 100_000  # 50 x 100 kB of payload: 5 MB in full
+    assert page.count("x" * 100) == 50  # each row shows the start of its payload
+    # The payloads are cut in the database; the runs' payloads are not read at all.
+    assert not any('"hotapp_run"."input"' in q["sql"] for q in queries)
+    for sql in (q["sql"] for q in queries):
+        assert sql.count('"hotapp_event"."data"') == sql.count('LEFT(("hotapp_event"."data")::text')
 
 
 def test_it_filters_by_type_and_by_handled(alice_client, events):

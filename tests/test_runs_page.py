@@ -4,9 +4,13 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from hotapp.models import Run
+from hotapp.querysets import filtered_page
+from hotapp.search import Search
 from runtime import send
 from tests.conftest import drain
 
@@ -167,6 +171,24 @@ def test_the_next_page_keeps_the_filters(alice_client, monkeypatch, orders):
     assert "status=succeeded" in link and "after=" in link
 
 
+def test_the_runs_list_reads_no_payloads(alice_client, monkeypatch):
+    monkeypatch.setattr("hotapp.views.PAGE_SIZE", 2)
+    for n in range(3):
+        send("test:downstream", {"n": n, "blob": "x" * 100_000})
+    drain()  # results too
+
+    with CaptureQueriesContext(connection) as queries:
+        first = alice_client.get("/")
+        after = re.search(r"after=([^\"&]+)", first.content.decode()).group(1)
+        alice_client.get(f"/?after={after}", HTTP_HX_REQUEST="true")
+
+    assert len(first.content) < 20_000
+    selects = [q["sql"] for q in queries if '"hotapp_run"' in q["sql"]]
+    assert len(selects) == 2
+    for column in ("input", "result", "error_traceback", "retry_policy"):
+        assert not any(f'"hotapp_run"."{column}"' in sql for sql in selects), column
+
+
 def test_htmx_gets_only_the_fragment_it_asks_for(alice_client, orders, monkeypatch):
     region = alice_client.get(
         "/?status=failed", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="runs-region"
@@ -232,3 +254,21 @@ def test_a_window_without_matches_says_so_and_offers_to_search_older_runs(
     seen, links = walk(alice_client, "/?q=okapi&status=succeeded")
     assert seen == [str(Run.objects.get(input__animal="okapi").id)]
     assert set(links) == {"Search older runs"}
+
+
+def test_a_windowed_search_reads_only_the_columns_a_row_shows(broad_search):
+    filters = {"q": Search.parse("zebra"), "after": None}
+    rows, _ = filtered_page(Run.objects.for_list(), filters, 3)
+
+    assert len(rows) == 3
+    assert {"input", "result", "error_traceback"} <= rows[0].get_deferred_fields()
+    assert all(row.function == "tests.handlers.downstream" for row in rows)
+
+
+def test_a_windowed_search_finds_where_its_window_ends_without_offset(alice_client, broad_search):
+    with CaptureQueriesContext(connection) as queries:
+        seen, links = walk(alice_client, "/?q=okapi&status=succeeded")
+
+    assert seen == [str(Run.objects.get(input__animal="okapi").id)]
+    assert len(links) == 2  # 13 rows: windows of 5, 5 and 3
+    assert not any("OFFSET" in q["sql"].upper() for q in queries)
