@@ -33,14 +33,44 @@ def count_items(ctx):
 
 @task(retry=Retry(1, delay=0.01))
 def fails_once_midway(ctx):
+    """Does items 0-9, logging each and checkpointing after every 5; attempt 1 fails at 7."""
+    log = Path(ctx.input["log"])
     state = ctx.restore() or {"done": []}
     for item in range(len(state["done"]), 10):
         if item == 7 and ctx.attempt == 1:
             raise RuntimeError("disk full at item 7")
+        with log.open("a") as f:
+            f.write(f"{item}\n")
         state["done"].append(item)
         if len(state["done"]) % 5 == 0:
             ctx.checkpoint(state)
     return {"done": state["done"], "attempt": ctx.attempt}
+
+
+@task(retry=Retry(1, delay=0.01))
+def fails_after_three_messages(ctx):
+    """Checkpoints after its first message; attempt 1 fails once it has taken three."""
+    state = ctx.restore() or {"seen": []}
+    while (message := ctx.receive(timeout=0)) is not None:
+        state["seen"].append(message)
+        if len(state["seen"]) == 1:
+            ctx.checkpoint(state)
+        if ctx.attempt == 1 and len(state["seen"]) == 3:
+            raise RuntimeError("lost the connection")
+    return {"seen": state["seen"], "attempt": ctx.attempt}
+
+
+@task
+def receives_with_a_timeout(ctx):
+    return {"received": ctx.receive(timeout=0.05)}
+
+
+@task(trace=False)  # no traced calls: checkpoint() is the only place a cancel can be seen
+def checkpoints_until_cancelled(ctx):
+    for n in range(3000):  # about 30 s, so a test that fails does not leave it running
+        ctx.checkpoint({"n": n})
+        time.sleep(0.01)
+    return "never saw the cancel"
 
 
 @task(retry=Retry(1, delay=0.01))

@@ -1,15 +1,27 @@
 """Tasks: checkpoints, resume after a crash or a failure, messages, timeouts, cancellation."""
 
+import json
 import os
 import signal
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from celery.contrib.testing.worker import start_worker
 from django.utils import timezone
 
-from hotapp.models import Run, RunStatus, Schedule, Task, TaskStatus, Trigger
-from runtime import HandlerNotFound, PayloadError, TaskFailed, schedules, start, sweeper
+from hotapp.models import Run, RunStatus, Schedule, Task, TaskMessage, TaskStatus, Trigger
+from runtime import (
+    HandlerNotFound,
+    PayloadError,
+    TaskFailed,
+    dispatch,
+    schedules,
+    send,
+    start,
+    sweeper,
+)
+from runtime.celery_app import app as celery_app
 from tests import task_handlers
 from tests.conftest import drain, thread_worker, wait_for
 
@@ -18,15 +30,64 @@ def logged(log: Path) -> list[int]:
     return [int(line) for line in log.read_text().split()]
 
 
-@pytest.mark.django_db
-def test_starting_a_task_creates_it_and_its_first_attempt_on_the_task_queue(tmp_path):
+@pytest.mark.services
+def test_starting_a_task_creates_it_and_its_first_attempt_on_the_task_queue(
+    transactional_db, redis_client, settings, tmp_path
+):
     handle = start(task_handlers.count_items, {"total": 3, "log": str(tmp_path / "log")})
+    send("test:downstream")
+    dispatch.flush()
 
     task = Task.objects.get(id=handle.id)
     assert task.status == TaskStatus.QUEUED and task.name == "tests.task_handlers.count_items"
     [run] = task.runs.all()
     assert run.trigger == Trigger.TASK and run.status == RunStatus.QUEUED
     assert handle.status == "queued"
+    [task_bell] = doorbells(redis_client, settings.HOT["TASK_QUEUE"])
+    assert task_bell["task"] == "hot.execute_task" and str(run.id) in task_bell["argsrepr"]
+    [event_bell] = doorbells(redis_client, "celery")  # the handler's, on the event queue
+    assert event_bell["task"] == "hot.execute_run"
+
+
+def doorbells(redis_client, queue: str) -> list[dict]:
+    """The headers of the Celery messages waiting in a Redis queue."""
+    return [json.loads(raw)["headers"] for raw in redis_client.lrange(queue, 0, -1)]
+
+
+@pytest.mark.services
+def test_a_worker_on_the_event_queue_runs_handlers_while_a_task_worker_is_busy(worker_process):
+    worker_process()  # a task worker, one job at a time
+    handle = start(task_handlers.waits_for_mail)
+    wait_for(lambda: handle.status == TaskStatus.RUNNING, what="the task worker to take the task")
+
+    with event_worker():
+        send("test:downstream")
+        handled = wait_for(
+            lambda: (
+                Run.objects.filter(function="tests.handlers.downstream", status="succeeded")
+                .values_list("claimed_by", flat=True)
+                .first()
+            ),
+            what="the handler to run beside the task",
+        )
+
+    assert f":{os.getpid()}:" in handled  # run by the event-only worker of this process
+    assert handle.status == TaskStatus.RUNNING  # the task is still waiting for its mail
+    handle.send("done")
+    assert handle.result(timeout=20) == "done"
+
+
+def event_worker():
+    """A real Celery worker in a thread of this process that consumes only the event queue."""
+    return start_worker(
+        celery_app,
+        queues=["celery"],
+        pool="threads",
+        concurrency=2,
+        perform_ping_check=False,
+        loglevel="WARNING",
+        shutdown_timeout=30,
+    )
 
 
 @pytest.mark.django_db
@@ -42,8 +103,9 @@ def test_a_task_runs_to_completion_and_keeps_every_checkpoint(tmp_path):
 
 
 @pytest.mark.django_db
-def test_a_failed_attempt_with_retries_left_resumes_from_its_last_checkpoint():
-    handle = start(task_handlers.fails_once_midway)
+def test_a_failed_attempt_with_retries_left_resumes_from_its_last_checkpoint(tmp_path):
+    log = tmp_path / "work.log"
+    handle = start(task_handlers.fails_once_midway, {"log": str(log)})
 
     drain()
 
@@ -52,6 +114,43 @@ def test_a_failed_attempt_with_retries_left_resumes_from_its_last_checkpoint():
     attempts = list(Run.objects.filter(task_id=handle.id).order_by("attempt"))
     assert [(r.attempt, r.status) for r in attempts] == [(1, "failed"), (2, "succeeded")]
     assert "disk full" in attempts[0].error_message
+    items = logged(log)
+    assert sorted(set(items)) == list(range(10))
+    repeated = sorted({i for i in items if items.count(i) > 1})
+    assert repeated == [5, 6]  # only the work since the last checkpoint (after item 4)
+
+
+@pytest.mark.django_db
+def test_inbox_messages_taken_since_the_last_checkpoint_are_handed_out_again_after_a_failure():
+    handle = start(task_handlers.fails_after_three_messages)
+    for message in ("a", "b", "c"):
+        handle.send(message)
+    handle.close()
+
+    drain()
+
+    assert handle.result(timeout=1) == {"seen": ["a", "b", "c"], "attempt": 2}
+    second = Run.objects.get(task_id=handle.id, attempt=2)
+    taken_by = TaskMessage.objects.filter(task_id=handle.id).order_by("id")
+    assert [m.consumed_by_id == second.id for m in taken_by] == [False, True, True]
+
+
+@pytest.mark.django_db
+def test_receive_returns_none_when_its_timeout_passes_with_no_message():
+    handle = start(task_handlers.receives_with_a_timeout)
+
+    drain()
+
+    assert handle.result(timeout=1) == {"received": None}
+    assert not Task.objects.get(id=handle.id).is_inbox_closed
+
+
+@pytest.mark.django_db
+def test_result_raises_timeout_error_while_the_task_is_not_done():
+    handle = start(task_handlers.waits_for_mail)
+
+    with pytest.raises(TimeoutError, match="still queued"):
+        handle.result(timeout=0.05)
 
 
 @pytest.mark.django_db
@@ -175,6 +274,18 @@ def test_a_running_task_is_cancelled_while_it_waits_for_a_message(celery_worker)
 
     wait_for(lambda: handle.status == TaskStatus.CANCELLED, what="the task to stop")
     assert Run.objects.get(task_id=handle.id).status == RunStatus.CANCELLED
+
+
+@pytest.mark.services
+def test_a_running_task_sees_its_cancel_at_its_next_checkpoint(celery_worker):
+    handle = start(task_handlers.checkpoints_until_cancelled)
+    wait_for(lambda: handle.checkpoints(), what="the task's first checkpoint")
+
+    assert handle.cancel() is True
+
+    wait_for(lambda: handle.status == TaskStatus.CANCELLED, what="the task to stop")
+    run = Run.objects.get(task_id=handle.id)
+    assert run.status == RunStatus.CANCELLED and run.result is None
 
 
 @pytest.mark.services
