@@ -1,5 +1,6 @@
 """send(): persist an event and one queued run per subscribed handler."""
 
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
@@ -31,13 +32,17 @@ def send(event_type: str, data: Any = None) -> uuid.UUID:
     validate_event_type(event_type)
     if data is None:
         data = {}
-    check_json(data, f"Payload of {event_type!r}")
-    pending = PendingEvent(uuid7(), event_type, data)
+    encoded = check_json(data, f"Payload of {event_type!r}")
     ctx = current_run()
     if ctx is not None:
         ctx.check_cancelled()
+        # Held until the run commits: a copy of what was checked, so that the caller changing
+        # its object meanwhile cannot change (or break) what is sent. The copy is what the
+        # database will hold, which is also what the runs a worker keeps for itself get.
+        pending = PendingEvent(uuid7(), event_type, json.loads(encoded))
         ctx.outbox.append(pending)
         return pending.id
+    pending = PendingEvent(uuid7(), event_type, data)
     if _autocommit_on_postgresql():
         # In autocommit the event and its runs go in one statement, its own transaction: one
         # round trip instead of four (BEGIN, two INSERTs, COMMIT).

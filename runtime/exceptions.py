@@ -16,6 +16,10 @@ class PayloadError(HotError, ValueError):
     """The payload is not JSON or is too large."""
 
 
+class OutcomeNotStored(HotError):
+    """The run finished, but the database refused to store its outcome; it is not retried."""
+
+
 class HandlerNotFound(HotError, LookupError):
     """No handler is registered under this name in this process."""
 

@@ -24,7 +24,7 @@ from functools import partial
 from typing import Any, TypedDict
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from hotapp.models import Run, RunStatus, RunTrace, TaskStatus, Trigger
@@ -32,10 +32,17 @@ from runtime import dispatch, registry, tasks
 from runtime.context import Event, RunContext, Tick, activate
 from runtime.db import with_db_retry
 from runtime.events import persist_events
-from runtime.exceptions import Cancelled, HandlerNotFound, PayloadError, TaskTimedOut, type_name
+from runtime.exceptions import (
+    Cancelled,
+    HandlerNotFound,
+    OutcomeNotStored,
+    PayloadError,
+    TaskTimedOut,
+    type_name,
+)
 from runtime.lease import lease_keeper
 from runtime.live import runs_changed
-from runtime.payloads import check_json
+from runtime.payloads import check_json, storable_text
 from runtime.retry import delay_ms_before, has_retry_left
 from runtime.tracer import Tracer, set_current_tracer, user_code
 from runtime.transitions import write_claimed
@@ -162,11 +169,63 @@ def _run_batch(runs: list[Run], token: str, keep: int = 0) -> list[Run]:
         began = time.monotonic()
         outcomes = [_call(run, ctx) for run, ctx in zip(runs, contexts, strict=True)]
         _sizer.observe(time.monotonic() - began, len(runs))
-        return with_db_retry(lambda: complete(outcomes, token, keep), "completion")
+        return _commit(outcomes, token, keep)
     finally:
         # Also on SystemExit and the like: the leases then lapse and the sweeper re-queues.
         for ctx in contexts:
             lease_keeper.untrack(ctx.run_id)
+
+
+def _commit(outcomes: list[Outcome], token: str, keep: int) -> list[Run]:
+    """Commit a batch's outcomes together or, if the database refuses that for any reason but
+    being unreachable, one by one: a run whose outcome cannot be stored then ends failed on
+    its own, instead of leaving the whole batch running until lease recovery runs it all
+    again (and again, until WorkerLost)."""
+    try:
+        return with_db_retry(lambda: complete(outcomes, token, keep), "completion")
+    except (OperationalError, InterfaceError):
+        raise  # the database is away: the leases lapse and the sweeper re-queues the batch
+    except Exception as exc:
+        if len(outcomes) == 1:
+            _commit_unstorable(outcomes[0], token, exc)
+            return []
+        logger.exception(
+            "could not commit %d outcomes together; committing them one by one",
+            len(outcomes),
+            extra={"action": "complete_batch_failed"},
+        )
+    for outcome in outcomes:
+        try:
+            with_db_retry(partial(complete, [outcome], token), "completion")
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception as exc:
+            _commit_unstorable(outcome, token, exc)
+    return []
+
+
+def _commit_unstorable(outcome: Outcome, token: str, exc: Exception) -> None:
+    """End a run failed, without retry, when its own outcome could not be committed."""
+    logger.error(
+        "the outcome of run %s could not be stored",
+        outcome.run.id,
+        exc_info=exc,
+        extra={"action": "outcome_not_stored", "run_id": str(outcome.run.id)},
+    )
+    error = OutcomeNotStored(
+        f"The run ended {outcome.status}, but its outcome could not be stored "
+        f"({type_name(exc)}: {_message(exc)}); it is not retried"
+    )
+    failed = Outcome(
+        outcome.run,
+        outcome.ctx,
+        RunStatus.FAILED,
+        outcome.started_at,
+        outcome.finished_at,
+        error=describe_error(error),
+        task_status=TaskStatus.FAILED,
+    )
+    with_db_retry(partial(complete, [failed], token), "completion")
 
 
 def _call(run: Run, ctx: RunContext) -> Outcome:
@@ -391,12 +450,14 @@ def _apply(outcome: Outcome) -> None:
     run.started_at = outcome.started_at
     run.finished_at = outcome.finished_at
     run.lease_expires_at = None
-    if outcome.status == RunStatus.SUCCEEDED:
-        run.result = outcome.result
-    if outcome.error is not None:
-        run.error_type = outcome.error["error_type"]
-        run.error_message = outcome.error["error_message"]
-        run.error_traceback = outcome.error["error_traceback"]
+    # Every field set either way: an outcome may be applied again in place of another one
+    # whose commit failed (_commit_unstorable).
+    run.result = outcome.result if outcome.status == RunStatus.SUCCEEDED else None
+    error = outcome.error or _NO_ERROR
+    run.error_type = error["error_type"]
+    run.error_message = error["error_message"]
+    run.error_traceback = error["error_traceback"]
+    run.next_retry_at = None
     if outcome.retry_delay is not None:
         run.next_retry_at = outcome.finished_at + outcome.retry_delay
 
@@ -435,12 +496,26 @@ class ErrorFields(TypedDict):
     error_traceback: str
 
 
+_NO_ERROR: ErrorFields = {"error_type": "", "error_message": "", "error_traceback": ""}
+
+
 def describe_error(exc: BaseException) -> ErrorFields:
-    """The error columns of a run for an exception, bounded in size."""
-    name = type_name(exc)
-    tb = "".join(traceback.format_exception(exc))
+    """The error columns of a run for an exception: bounded in size, storable as PostgreSQL
+    text (no NUL characters, no lone surrogates), and never raising, whatever the exception's
+    own __str__ does."""
+    try:
+        tb = "".join(traceback.format_exception(exc))
+    except Exception:
+        tb = f"{type_name(exc)}: {_message(exc)}\n(the traceback could not be formatted)"
     return {
-        "error_type": name[:300],
-        "error_message": str(exc)[:MAX_ERROR_MESSAGE],
-        "error_traceback": tb[-MAX_TRACEBACK:],
+        "error_type": storable_text(type_name(exc))[:300],
+        "error_message": storable_text(_message(exc))[:MAX_ERROR_MESSAGE],
+        "error_traceback": storable_text(tb)[-MAX_TRACEBACK:],
     }
+
+
+def _message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception as broken:
+        return f"<{type(exc).__name__}.__str__ raised {type(broken).__name__}>"

@@ -96,3 +96,33 @@ def many_sends(event):
     for n in range(event.data["count"]):
         send("test:downstream", {"n": n})
     return event.data["count"]
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no str for you")
+
+
+@on_event("test:unprintable-error")
+def unprintable_error(event):
+    raise Unprintable("the message cannot be shown")
+
+
+@on_event("test:unstorable-error")
+def unstorable_error(event):
+    """PostgreSQL text holds neither NUL characters nor lone surrogates."""
+    raise Boom("nul \x00 and lone \ud800 surrogate")
+
+
+@on_event("test:sends-then-changes-it")
+def sends_then_changes_it(event):
+    data = {"items": [1]}
+    send("test:downstream", data)
+    data["items"].append(object())  # after send(): what was sent is what counts
+    data["late"] = True
+    return "sent"
+
+
+@on_event("test:returns-unstorable")
+def returns_unstorable(event):
+    return {"text": "lone \ud800 surrogate"}

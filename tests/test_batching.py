@@ -251,3 +251,63 @@ def test_runs_a_dead_worker_took_for_its_next_batch_are_recovered(batch_of, sett
 
     for run in Run.objects.filter(id__in=[r.id for r in mine]):
         assert run.status == RunStatus.SUCCEEDED and run.recovery_count == 1
+
+
+def run_among_a_batch(event_type: str) -> Run:
+    """Send `event_type` between two batch runs that send downstream, drain, check that the
+    neighbours succeeded with their sends, and return the run of `event_type`."""
+    send_batch(1, send={"from": "batch"})
+    send(event_type, {})
+    send_batch(1, send={"from": "batch"})
+
+    executor.drain()
+
+    neighbours = Run.objects.filter(event_type="test:batch")
+    assert [run.status for run in neighbours] == [RunStatus.SUCCEEDED] * 2
+    assert Event.objects.filter(source_run__in=neighbours).count() == 2
+    return Run.objects.get(event_type=event_type, attempt=1)
+
+
+def test_an_exception_whose_str_raises_fails_its_run_and_not_its_batch(batch_of):
+    batch_of(10)
+
+    run = run_among_a_batch("test:unprintable-error")
+
+    assert run.status == RunStatus.FAILED
+    assert run.error_type == "tests.handlers.Unprintable"
+    assert run.error_message == "<Unprintable.__str__ raised RuntimeError>"
+    assert "unprintable_error" in run.error_traceback
+
+
+def test_nul_characters_and_lone_surrogates_in_an_error_are_stored_escaped(batch_of):
+    batch_of(10)
+
+    run = run_among_a_batch("test:unstorable-error")
+
+    assert run.status == RunStatus.FAILED
+    assert run.error_message == "nul \\x00 and lone \\ud800 surrogate"
+    assert "nul \\x00 and lone \\ud800 surrogate" in run.error_traceback
+
+
+def test_a_payload_changed_after_send_is_sent_as_it_was_at_send(batch_of):
+    batch_of(10)
+
+    run = run_among_a_batch("test:sends-then-changes-it")
+
+    assert run.status == RunStatus.SUCCEEDED
+    [sent] = run.sent_events.all()
+    assert sent.data == {"items": [1]} and sent.runs.get().input == {"items": [1]}
+
+
+def test_a_run_whose_outcome_the_database_refuses_fails_alone_without_retry(batch_of, monkeypatch):
+    """The last line of defence, for whatever the checks before it miss."""
+    batch_of(10)
+    monkeypatch.setattr(executor, "check_json", lambda value, what: None)
+
+    run = run_among_a_batch("test:returns-unstorable")
+
+    assert run.status == RunStatus.FAILED and run.next_retry_at is None
+    assert run.error_type == "runtime.exceptions.OutcomeNotStored"
+    assert "could not be stored" in run.error_message and "surrogate" in run.error_message
+    assert run.result is None
+    assert Run.objects.filter(event_type="test:returns-unstorable").count() == 1

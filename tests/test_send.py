@@ -10,6 +10,13 @@ from runtime import InvalidEventType, PayloadError, send
 pytestmark = pytest.mark.django_db
 
 
+def nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 @pytest.mark.django_db(transaction=True)
 def test_outside_a_transaction_the_event_and_its_runs_are_one_statement():
     with CaptureQueriesContext(connection) as queries:
@@ -104,6 +111,11 @@ def test_a_malformed_event_type_is_refused_with_nothing_written(bad_type):
         ({"ratio": float("nan")}, "JSON-serializable"),
         ({1, 2}, "JSON-serializable"),
         ({"text": "nul \x00 byte"}, "NUL"),
+        ({"nul \x00 key": 1}, "NUL"),
+        ({"text": "lone \ud800 surrogate"}, "surrogate"),
+        ({"lone \udfff key": 1}, "surrogate"),
+        (nested(5000), "nested"),
+        (nested(300), "nested"),
     ],
 )
 def test_a_payload_that_is_not_json_is_refused_with_nothing_written(payload, message):
@@ -126,3 +138,24 @@ def test_an_oversized_payload_is_refused_with_the_limit_in_the_message(settings)
 def test_the_error_names_the_event_type():
     with pytest.raises(PayloadError, match="'order:created'"):
         send("order:created", {"when": object()})
+
+
+def test_a_refused_payload_leaves_the_callers_transaction_usable():
+    with transaction.atomic():
+        with pytest.raises(PayloadError):
+            send("order:created", {"text": "lone \ud800 surrogate"})
+        event_id = send("order:created", {"order_id": 4})
+
+    assert Event.objects.filter(id=event_id).exists()
+
+
+def test_text_that_only_looks_like_an_escaped_nul_is_accepted():
+    event_id = send("order:created", {"path": "C:\\u0000", "emoji": "\U0001f600"})
+
+    assert Event.objects.get(id=event_id).data == {"path": "C:\\u0000", "emoji": "\U0001f600"}
+
+
+def test_a_payload_nested_as_deep_as_allowed_is_accepted():
+    event_id = send("order:created", {"tree": nested(198)})  # 200 levels with the outer two
+
+    assert Event.objects.get(id=event_id).data == {"tree": nested(198)}
