@@ -84,7 +84,7 @@ def test_hot_dev_runs_the_demo_workflow_to_completion_on_sqlite(tmp_path):
         page = logged_in_get(url, "admin", password)
         assert "on_order_shipped" in page and "↻1" in page
 
-        # The demo task runs on the in-process worker and checkpoints; the schedule is known.
+        # The demo task runs on the in-process worker and checkpoints; the schedule fires.
         def checkpoints():
             with sqlite3.connect(db) as conn:
                 return conn.execute("SELECT count(*) FROM hotapp_taskcheckpoint").fetchone()[0]
@@ -92,7 +92,18 @@ def test_hot_dev_runs_the_demo_workflow_to_completion_on_sqlite(tmp_path):
         wait_for(checkpoints, timeout=30, what="the demo task's first checkpoint")
         with sqlite3.connect(db) as conn:
             names = [r[0] for r in conn.execute("SELECT name FROM hotapp_schedule")]
+            # Due at once rather than at its next 30-second tick.
+            conn.execute("UPDATE hotapp_schedule SET last_tick_at = '2000-01-01 00:00:00'")
         assert names == ["hotapp.demo.handlers.tidy_abandoned_carts"]
+
+        def schedule_run():
+            with sqlite3.connect(db) as conn:
+                return conn.execute(
+                    "SELECT status FROM hotapp_run WHERE trigger = 'schedule' AND function = ?",
+                    [names[0]],
+                ).fetchall()
+
+        wait_for(lambda: ("succeeded",) in schedule_run(), timeout=30, what="a demo schedule run")
     finally:
         proc.terminate()
         try:

@@ -1,9 +1,12 @@
 """A run's page: input, outcome, attempts, lineage, trace; the Retry, Rerun and Cancel actions."""
 
+import re
+
 import pytest
+from django.test import Client
 
 from hotapp.models import Event, Run, RunStatus
-from runtime import send
+from runtime import executor, send
 from tests.conftest import drain
 
 pytestmark = pytest.mark.django_db
@@ -150,3 +153,53 @@ def test_a_long_function_name_and_a_large_payload_do_not_break_the_page(alice_cl
 
     assert response.status_code == 200
     assert alice_client.get("/events/").status_code == 200
+
+
+@pytest.fixture
+def csrf_client(alice):
+    """A browser-like client: POSTs need the CSRF token of a page it has loaded."""
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(alice)
+    return client
+
+
+def post_from_page(client, page_url: str, action_url: str):
+    page = client.get(page_url).content.decode()
+    assert f'action="{action_url}"' in page, f"no {action_url} form on {page_url}"
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    return client.post(action_url, {"csrfmiddlewaretoken": token})
+
+
+def test_cancel_on_the_page_of_a_running_run_asks_it_to_stop(csrf_client):
+    send("test:downstream")
+    run = Run.objects.get()
+    assert executor.claim(run.id, "a-worker")
+
+    response = post_from_page(csrf_client, f"/runs/{run.id}/", f"/runs/{run.id}/cancel/")
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING and run.cancel_requested_at is not None
+    page = csrf_client.get(response.url).content.decode()
+    assert "Cancel requested." in page and "cancel requested</span>" in page
+
+
+def test_cancel_on_the_page_of_a_pending_retry_cancels_it_with_no_further_attempt(csrf_client):
+    send("test:always-fails")
+    executor.execute(Run.objects.get().id)
+    run = Run.objects.get()
+    assert run.status == RunStatus.PENDING_RETRY
+
+    post_from_page(csrf_client, f"/runs/{run.id}/", f"/runs/{run.id}/cancel/")
+    drain()
+
+    assert list(Run.objects.values_list("status", flat=True)) == [RunStatus.CANCELLED]
+
+
+def test_run_actions_without_the_csrf_token_are_refused(csrf_client):
+    send("test:downstream")
+    run = Run.objects.get()
+
+    assert csrf_client.post(f"/runs/{run.id}/cancel/").status_code == 403
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.QUEUED

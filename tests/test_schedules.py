@@ -8,9 +8,9 @@ from django.db import connection
 from django.utils import timezone
 
 from hotapp.models import Run, RunStatus, Schedule, Trigger
-from runtime import on_schedule, registry, schedules
+from runtime import on_schedule, registry, scheduler, schedules
 from runtime.cron import CronError, parse
-from tests.conftest import drain
+from tests.conftest import drain, wait_for
 
 TEN_SECONDS = "tests.task_handlers.every_ten_seconds"
 BACKFILL = "tests.task_handlers.every_five_minutes_with_backfill"
@@ -171,3 +171,29 @@ def test_tick_times_are_utc():
     tick = cron.next_after(datetime(2026, 11, 27, 10, 0, tzinfo=UTC))  # a Friday
 
     assert tick == datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+
+
+@pytest.mark.services
+def test_the_scheduler_loop_fires_a_due_schedule_and_stops_when_asked(transactional_db):
+    schedules.sync()
+    backdate(TEN_SECONDS, seconds=15)
+    stop = threading.Event()
+
+    def loop():
+        try:
+            scheduler.run_forever(stop, sweep_interval=60)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        wait_for(
+            lambda: Run.objects.filter(function=TEN_SECONDS, trigger=Trigger.SCHEDULE).exists(),
+            what="the scheduler to fire the due tick",
+        )
+    finally:
+        stop.set()
+        thread.join(10)
+
+    assert not thread.is_alive()

@@ -4,10 +4,12 @@ import pytest
 
 from hotapp.models import Schedule, Task, TaskStatus
 from runtime import schedules, start
-from tests import task_handlers
+from tests import task_handlers, test_run_page
 from tests.conftest import drain
+from tests.test_run_page import post_from_page
 
 pytestmark = pytest.mark.django_db
+csrf_client = test_run_page.csrf_client  # the fixture: a client that enforces CSRF
 
 
 @pytest.fixture
@@ -97,3 +99,21 @@ def test_a_schedule_can_be_paused_and_resumed_from_its_page(alice_client):
 def test_anonymous_visitors_are_sent_to_log_in(client, echo_task):
     for url in ("/tasks/", f"/tasks/{echo_task.id}/", "/schedules/"):
         assert client.get(url).url.startswith("/login/")
+
+
+def test_task_and_schedule_actions_need_the_csrf_token(csrf_client):
+    handle = start(task_handlers.waits_for_mail)
+    schedules.sync()
+    schedule = Schedule.objects.get(name="tests.task_handlers.every_ten_seconds")
+
+    for action in ("send", "close", "cancel"):
+        assert csrf_client.post(f"/tasks/{handle.id}/{action}/").status_code == 403
+    assert csrf_client.post(f"/schedules/{schedule.id}/pause/").status_code == 403
+    task = Task.objects.get(id=handle.id)
+    assert task.status == TaskStatus.QUEUED and not task.is_inbox_closed
+    assert not handle.messages() and not Schedule.objects.get(id=schedule.id).is_paused
+
+    post_from_page(csrf_client, f"/tasks/{handle.id}/", f"/tasks/{handle.id}/cancel/")
+    post_from_page(csrf_client, "/schedules/", f"/schedules/{schedule.id}/pause/")
+    assert handle.status == TaskStatus.CANCELLED
+    assert Schedule.objects.get(id=schedule.id).is_paused
