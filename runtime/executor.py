@@ -145,7 +145,7 @@ class Outcome:
     run: Run
     ctx: RunContext
     status: str
-    started_at: datetime
+    started_at: datetime | None  #: None if the handler was never called
     finished_at: datetime
     trace: dict | None = None
     result: Any = None
@@ -158,7 +158,14 @@ def _run_batch(runs: list[Run], token: str, keep: int = 0) -> list[Run]:
     """Call each claimed run's handler in turn, then commit every outcome in one transaction;
     returns up to `keep` of the runs they queued, claimed under `token` (see complete)."""
     contexts = [
-        RunContext(run.id, run.function, run.attempt, run.stream_id, run.origin_run_id)
+        RunContext(
+            run.id,
+            run.function,
+            run.attempt,
+            run.stream_id,
+            run.origin_run_id,
+            is_cancel_requested=run.cancel_requested_at is not None,
+        )
         for run in runs
     ]
     for ctx in contexts:
@@ -229,6 +236,12 @@ def _commit_unstorable(outcome: Outcome, token: str, exc: Exception) -> None:
 
 
 def _call(run: Run, ctx: RunContext) -> Outcome:
+    if ctx.is_cancel_requested:
+        # Asked to stop while it waited its turn in the batch (the lease keeper saw it) or
+        # before it was claimed: it never starts.
+        return Outcome(
+            run, ctx, RunStatus.CANCELLED, None, timezone.now(), task_status=TaskStatus.CANCELLED
+        )
     started = timezone.now()
     handler = registry.handler_named(run.function)
     if handler is None:
@@ -383,21 +396,31 @@ def claim_batch(token: str, size: int) -> list[Run]:
     """Atomically move up to `size` of the oldest queued runs (not task attempts, which have
     their own queue) to running under `token`, in queue order.
 
-    One UPDATE of the rows a sub-select locked; on PostgreSQL SKIP LOCKED lets workers claiming
-    at the same moment take different runs instead of waiting for each other. SQLite has one
-    writer at a time, so there the statement alone is the guard.
+    Queue order is creation order: the sweeper ringing again for a run (queued_at) must not
+    send it to the back of the queue. A run re-queued because its worker died is claimed
+    alone, when it is the oldest: a run that crashes its worker must not take the leases of
+    a batch down with it each time, spending their recovery budget as well as its own.
+
+    One statement. The candidates are locked once, in a CTE; on PostgreSQL SKIP LOCKED lets
+    workers claiming at the same moment take different runs instead of waiting for each
+    other. SQLite has one writer at a time, so there the statement alone is the guard.
     """
     table = Run._meta.db_table
     skip_locked = connection.features.has_select_for_update_skip_locked
     lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
     sql = (
+        # Served by run_status_idx (status, created_at, id), read backwards.
+        f"WITH candidates AS (SELECT id, created_at, recovery_count FROM {table} "
+        f"WHERE status = %s AND trigger <> %s ORDER BY created_at, id LIMIT %s{lock}), "
+        "head AS (SELECT id, recovery_count FROM candidates ORDER BY created_at, id LIMIT 1) "
         f"UPDATE {table} SET {_CLAIM_SET} WHERE status = %s AND id IN ("
-        f"SELECT id FROM {table} WHERE status = %s AND trigger <> %s "
-        f"ORDER BY queued_at LIMIT %s{lock}) RETURNING *"
+        "SELECT candidates.id FROM candidates, head WHERE CASE WHEN head.recovery_count > 0 "
+        "THEN candidates.id = head.id ELSE candidates.recovery_count = 0 END) RETURNING *"
     )
     queued = str(RunStatus.QUEUED)
-    runs = _claimed(sql, [*_claim_params(token), queued, queued, str(Trigger.TASK), size])
-    runs.sort(key=lambda run: (run.queued_at, run.id))
+    params = [queued, str(Trigger.TASK), size, *_claim_params(token), queued]
+    runs = _claimed(sql, params)
+    runs.sort(key=lambda run: (run.created_at, run.id))
     return runs
 
 

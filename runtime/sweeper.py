@@ -51,6 +51,7 @@ def requeue_stale(now: datetime) -> int:
     )
     if not stale:
         return 0
+    # Only the doorbell's time: a run's place in the queue is its created_at (claim_batch).
     Run.objects.filter(id__in=[i for i, _ in stale], status=RunStatus.QUEUED).update(queued_at=now)
     enqueue_by_queue(stale)
     logger.info("re-enqueued %d queued runs", len(stale), extra={"action": "requeue"})

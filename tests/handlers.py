@@ -3,6 +3,7 @@
 import time
 from pathlib import Path
 
+from hotapp.models import Run
 from runtime import Retry, check_cancelled, current_run, on_event, send
 
 
@@ -126,3 +127,20 @@ def sends_then_changes_it(event):
 @on_event("test:returns-unstorable")
 def returns_unstorable(event):
     return {"text": "lone \ud800 surrogate"}
+
+
+@on_event("test:cancels-a-neighbour")
+def cancels_a_neighbour(event):
+    """Asks to cancel a run claimed in the same batch, and returns once this worker's lease
+    keeper has seen the request."""
+    from runtime import cancel_run
+    from runtime.lease import lease_keeper
+
+    neighbour = Run.objects.get(event_type="test:batch", input__n=event.data["n"])
+    cancel_run(neighbour.id)
+    deadline = time.monotonic() + 20
+    while not lease_keeper._active[neighbour.id][0].is_cancel_requested:
+        if time.monotonic() > deadline:
+            raise Boom("the lease keeper never saw the cancel request")
+        time.sleep(0.01)
+    return "asked"

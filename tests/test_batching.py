@@ -311,3 +311,76 @@ def test_a_run_whose_outcome_the_database_refuses_fails_alone_without_retry(batc
     assert "could not be stored" in run.error_message and "surrogate" in run.error_message
     assert run.result is None
     assert Run.objects.filter(event_type="test:returns-unstorable").count() == 1
+
+
+def test_a_crash_looping_run_spends_only_its_own_recovery_budget(batch_of, settings):
+    """A run recovered from a dead worker is claimed alone: when it takes its worker down
+    again, no other run is holding a lease beside it."""
+    batch_of(10)
+    send_batch(4)
+    looper = Run.objects.get(input__n=0)  # its handler kills the worker, every time
+
+    def worker_dies() -> None:
+        later = timezone.now() + timedelta(seconds=settings.HOT["RUN_LEASE_SECONDS"] + 1)
+        sweeper.recover_expired_leases(later)
+
+    assert len(executor.claim_batch("worker-0", 10)) == 4  # the first time, all four go
+    worker_dies()
+    for n in range(1, settings.HOT["MAX_RECOVERIES"] + 1):
+        [claimed] = executor.claim_batch(f"worker-{n}", 10)
+        assert claimed.id == looper.id
+        worker_dies()
+
+    looper.refresh_from_db()
+    assert looper.status == RunStatus.FAILED and looper.error_type == "runtime.sweeper.WorkerLost"
+    assert executor.drain() == 3
+    for run in Run.objects.exclude(id=looper.id):
+        assert run.status == RunStatus.SUCCEEDED and run.recovery_count == 1
+
+
+def test_runs_the_sweeper_rings_for_again_keep_their_place_in_the_queue(batch_of, settings):
+    batch_of(3)
+    send_batch(3)
+    long_ago = timezone.now() - timedelta(seconds=settings.HOT["REQUEUE_AFTER_SECONDS"] + 60)
+    Run.objects.update(created_at=long_ago, queued_at=long_ago)
+    for n in range(3, 6):
+        send("test:batch", {"n": n})
+
+    assert sweeper.requeue_stale(timezone.now()) == 3
+
+    assert [run.input["n"] for run in executor.claim_batch("worker", 3)] == [0, 1, 2]
+
+
+def test_a_claimed_run_asked_to_cancel_before_its_claim_is_never_called(batch_of, tmp_path):
+    batch_of(10)
+    log = tmp_path / "executions.log"
+    send_batch(3, log=str(log))
+    victim = Run.objects.get(input__n=1)
+    # A cancel request that lands between the sweeper re-queueing a run and a worker claiming it.
+    Run.objects.filter(id=victim.id).update(cancel_requested_at=timezone.now())
+
+    executor.drain()
+
+    victim.refresh_from_db()
+    assert victim.status == RunStatus.CANCELLED and victim.started_at is None
+    assert str(victim.id) not in log.read_text().split()
+    assert Run.objects.filter(status=RunStatus.SUCCEEDED).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_cancelled_while_it_waits_its_turn_in_a_batch_is_never_called(
+    batch_of, settings, tmp_path
+):
+    batch_of(10)
+    # The keeper looks every 0.5 s. Untraced: a traced run would also stop at its first call.
+    settings.HOT = {**settings.HOT, "RUN_LEASE_SECONDS": 1.5, "TRACE": False}
+    log = tmp_path / "executions.log"
+    send("test:cancels-a-neighbour", {"n": 1})
+    send_batch(2, log=str(log))
+
+    assert executor.drain() == 3
+
+    victim = Run.objects.get(event_type="test:batch", input__n=1)
+    assert victim.status == RunStatus.CANCELLED and victim.started_at is None
+    assert str(victim.id) not in log.read_text().split()
+    assert Run.objects.filter(status=RunStatus.SUCCEEDED).count() == 2
