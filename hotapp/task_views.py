@@ -5,14 +5,15 @@ import json
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
-from django.db.models import Count
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from hotapp.filters import decode_cursor
-from hotapp.models import Run, Schedule, Task, TaskStatus
+from hotapp.models import Run, Schedule, Task, TaskCheckpoint, TaskStatus
 from hotapp.views import next_page_url
 from runtime import HotError
 from runtime import schedules as schedule_runtime
@@ -22,43 +23,75 @@ from runtime.tasks import TaskHandle, cancel_task
 PAGE_SIZE = 50
 
 
+def _count(model) -> Coalesce:
+    rows = model.objects.filter(task=OuterRef("pk")).order_by().values("task")
+    return Coalesce(Subquery(rows.annotate(n=Count("*")).values("n")), 0)
+
+
+# The task page shows at most this many of the newest messages and checkpoints.
+MESSAGES_SHOWN = 500
+CHECKPOINTS_SHOWN = 100
+
+
 @login_required
 def task_list(request: HttpRequest) -> HttpResponse:
+    # Counted per row shown, after the LIMIT (a GROUP BY over both joins would count every
+    # task's checkpoints times its runs before paging).
     tasks = Task.objects.annotate(
-        checkpoint_count=Count("checkpoints", distinct=True),
-        attempt_count=Count("runs", distinct=True),
+        checkpoint_count=_count(TaskCheckpoint), attempt_count=_count(Run)
     )
-    status = request.GET.get("status", "")
-    if status in TaskStatus.values:
+    status, errors = request.GET.get("status", ""), []
+    is_valid = not status or status in TaskStatus.values
+    if not is_valid:
+        # As on the runs list: a filter that cannot apply shows no rows and says why.
+        errors.append(f"Status: {status!r} is not a task status ({', '.join(TaskStatus.values)}).")
+    elif status:
         tasks = tasks.filter(status=status)
-    after, error = None, ""
+    after = None
     if request.GET.get("after"):
         try:
             after = decode_cursor(request.GET["after"])
         except ValidationError as exc:  # a broken cursor: say so, show the first page
-            error = " ".join(exc.messages)
-    rows, cursor = tasks.page(after, PAGE_SIZE)
-    next_url = next_page_url(request, cursor)
+            errors.extend(exc.messages)
+    rows, cursor = tasks.page(after, PAGE_SIZE) if is_valid else ([], None)
+    template = "hotapp/tasks.html"
+    if request.htmx and request.htmx.target == "tasks-region":
+        template += "#tasks-region"
     return render(
         request,
-        "hotapp/tasks.html",
+        template,
         {
             "tasks": rows,
-            "next_url": next_url,
+            "next_url": next_page_url(request, cursor),
             "statuses": TaskStatus.choices,
             "selected": status,
-            "error": error,
+            "errors": errors,
+            # Only the first page refreshes itself: later pages hold older tasks, in place.
+            "is_first_page": after is None,
         },
     )
 
 
 def task_context(request: HttpRequest, task: Task) -> dict:
+    # The newest messages and checkpoints, shown oldest first and newest first respectively;
+    # counted only when there may be more than are shown.
+    messages_list = list(task.messages.order_by("-id")[:MESSAGES_SHOWN])[::-1]
+    checkpoints = list(task.checkpoints.order_by("-id")[:CHECKPOINTS_SHOWN])
+    message_total = len(messages_list)
+    if message_total == MESSAGES_SHOWN:
+        message_total = task.messages.count()
+    checkpoint_total = len(checkpoints)
+    if checkpoint_total == CHECKPOINTS_SHOWN:
+        checkpoint_total = task.checkpoints.count()
     return {
         "task": task,
         "attempts": task.runs.order_by("attempt", "created_at"),
-        "checkpoints": list(task.checkpoints.order_by("-id")[:100]),
-        "checkpoint_total": task.checkpoints.count(),
-        "messages_list": list(task.messages.order_by("id")[:500]),
+        "checkpoints": checkpoints,
+        "checkpoint_total": checkpoint_total,
+        "older_checkpoints": checkpoint_total - len(checkpoints),
+        "messages_list": messages_list,
+        "message_total": message_total,
+        "older_messages": message_total - len(messages_list),
         "can_operate": request.user.has_perm("hotapp.operate_run"),
     }
 
@@ -107,9 +140,8 @@ def task_action(request: HttpRequest, task_id, action: str) -> HttpResponse:
 
 @login_required
 def schedule_list(request: HttpRequest) -> HttpResponse:
-    schedule_runtime.sync()
+    rows = schedule_runtime.sync()  # one SELECT, which the page needs anyway
     now = timezone.now()
-    rows = {row.name: row for row in Schedule.objects.all()}
     items = []
     for handler in all_handlers("schedule"):
         cron = handler.options["cron"]

@@ -77,20 +77,30 @@ def cron_of(name: str) -> Cron:
     return handler.options["cron"]
 
 
-def sync(now: datetime | None = None) -> None:
+def sync(now: datetime | None = None) -> dict[str, Schedule]:
     """Make a Schedule row for every registered schedule (a new one starts from now) and keep
-    its expression in step with the code."""
+    its expression in step with the code; returns every row by name.
+
+    One SELECT when nothing changed, so the schedules page can call it on every view: a
+    schedule deployed since the scheduler started is listed with its row (and Pause) at once.
+    """
     now = now or timezone.now()
+    rows = {row.name: row for row in Schedule.objects.all()}
     for handler in registry.all_handlers("schedule"):
         cron, backfill = handler.options["cron"], handler.options["backfill"]
-        row, created = Schedule.objects.get_or_create(
-            name=handler.name,
-            defaults={"expression": cron.expression, "backfill": backfill, "last_tick_at": now},
-        )
-        if not created and (row.expression, row.backfill) != (cron.expression, backfill):
+        row = rows.get(handler.name)
+        if row is None:
+            # get_or_create: another process may be making the same row right now.
+            rows[handler.name], _ = Schedule.objects.get_or_create(
+                name=handler.name,
+                defaults={"expression": cron.expression, "backfill": backfill, "last_tick_at": now},
+            )
+        elif (row.expression, row.backfill) != (cron.expression, backfill):
             Schedule.objects.filter(id=row.id).update(
                 expression=cron.expression, backfill=backfill, updated_at=now
             )
+            row.expression, row.backfill = cron.expression, backfill
+    return rows
 
 
 def fire_due(now: datetime | None = None) -> int:

@@ -1,8 +1,15 @@
 """The tasks and schedules pages and their actions."""
 
-import pytest
+import re
 
-from hotapp.models import Schedule, Task, TaskStatus
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from hotapp.filters import encode_cursor
+from hotapp.ids import uuid7
+from hotapp.models import Schedule, Task, TaskCheckpoint, TaskMessage, TaskStatus
 from runtime import schedules, start
 from tests import task_handlers, test_run_page
 from tests.conftest import drain
@@ -117,3 +124,69 @@ def test_task_and_schedule_actions_need_the_csrf_token(csrf_client):
     post_from_page(csrf_client, "/schedules/", f"/schedules/{schedule.id}/pause/")
     assert handle.status == TaskStatus.CANCELLED
     assert Schedule.objects.get(id=schedule.id).is_paused
+
+
+def test_a_task_page_shows_its_newest_messages_in_order_and_counts_the_older_ones(alice_client):
+    handle = start(task_handlers.waits_for_mail)
+    TaskMessage.objects.bulk_create(
+        TaskMessage(task_id=handle.id, direction="out", body={"n": n}) for n in range(505)
+    )
+
+    page = alice_client.get(f"/tasks/{handle.id}/").content.decode()
+
+    shown = [int(n) for n in re.findall(r"\{&quot;n&quot;: (\d+)\}", page)]
+    assert shown == list(range(5, 505))
+    assert "(505, newest 500 shown)" in page and "5 older messages not shown" in page
+
+
+def test_a_task_page_shows_its_newest_checkpoints_and_counts_the_older_ones(alice_client):
+    handle = start(task_handlers.waits_for_mail)
+    TaskCheckpoint.objects.bulk_create(
+        TaskCheckpoint(task_id=handle.id, state={"step": n}) for n in range(103)
+    )
+
+    page = alice_client.get(f"/tasks/{handle.id}/").content.decode()
+
+    shown = [int(n) for n in re.findall(r"<code class=\"muted\">\{&quot;step&quot;: (\d+)\}", page)]
+    assert shown == list(range(102, 2, -1))  # newest first
+    assert "(103, newest 100 shown)" in page and "3 older checkpoints not shown" in page
+
+
+def test_an_unknown_status_filter_on_the_tasks_page_says_so(alice_client, echo_task):
+    page = alice_client.get("/tasks/?status=finished").content.decode()
+
+    assert "&#x27;finished&#x27; is not a task status" in page
+    assert 'id="task-' not in page  # no rows rather than an unfiltered list
+
+
+def test_the_first_page_of_tasks_refreshes_itself_with_new_tasks(alice_client, echo_task):
+    page = alice_client.get("/tasks/?status=queued").content.decode()
+    assert 'hx-get="/tasks/?status=queued" hx-trigger="every 5s"' in page
+
+    started = start(task_handlers.waits_for_mail)
+    region = alice_client.get(
+        "/tasks/?status=queued", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="tasks-region"
+    ).content.decode()
+
+    assert region.lstrip().startswith('<div id="tasks-region"')
+    assert f'id="task-{started.id}"' in region and f'id="task-{echo_task.id}"' not in region
+
+
+def test_a_later_page_of_tasks_does_not_refresh_itself(alice_client, echo_task):
+    first = alice_client.get("/tasks/").content.decode()
+    assert "every 5s" in first
+
+    later = alice_client.get("/tasks/?after=" + encode_cursor(timezone.now(), uuid7()))
+
+    assert "every 5s" not in later.content.decode()
+
+
+def test_the_schedules_page_reads_its_rows_once_and_writes_nothing(alice_client):
+    alice_client.get("/schedules/")  # the first view makes the rows
+
+    with CaptureQueriesContext(connection) as queries:
+        alice_client.get("/schedules/")
+
+    on_schedules = [q["sql"] for q in queries if "hotapp_schedule" in q["sql"]]
+    assert len(on_schedules) == 1 and on_schedules[0].startswith("SELECT")
+    assert not [q for q in queries if q["sql"].startswith(("INSERT", "UPDATE", "DELETE"))]
