@@ -10,19 +10,25 @@ Python 3.11 reports a frame left by an exception as a `return` with None, like a
 instruction that raised). A generator or coroutine keeps one span across its resumptions.
 """
 
+import array
+import collections
+import dataclasses
 import dis
 import os
 import reprlib
+import site
 import sys
 import sysconfig
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import CodeType, FrameType
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.db.models import Model, QuerySet
 
 from runtime.exceptions import type_name
 
@@ -50,8 +56,16 @@ def is_secret_name(name: object) -> bool:
     return isinstance(name, str) and any(word in name.lower() for word in SECRET_WORDS)
 
 
+# Types reprlib renders itself (dispatching on the type's name, which a user's class may share).
+_REPRLIB_TYPES = frozenset(
+    {str, int, float, bool, type(None), bytes, list, tuple, dict, set, frozenset}
+    | {collections.deque, array.array}
+)
+
+
 class SafeRepr(reprlib.Repr):
-    """A bounded repr that masks secret-looking keys and never raises."""
+    """A bounded repr that masks secret-looking keys and fields, never raises, and never
+    runs a database query."""
 
     def __init__(self, max_chars: int) -> None:
         super().__init__()
@@ -61,6 +75,39 @@ class SafeRepr(reprlib.Repr):
         self.maxlevel = 4
         self.maxdict = self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = 20
         self.maxdeque = self.maxarray = 20
+
+    def repr1(self, x: Any, level: int) -> str:
+        cls = type(x)
+        if cls in _REPRLIB_TYPES:
+            return super().repr1(x, level)
+        # Checks on type(x), never on x: isinstance() and hasattr() on a lazy object (a
+        # request's user) would evaluate it, querying the database.
+        if issubclass(cls, QuerySet):
+            # Its repr runs the query (LIMIT 21).
+            return f"<QuerySet of {getattr(x.model, '__name__', '?')}>"
+        if issubclass(cls, Model):
+            # A model's repr calls its __str__, which may query the database.
+            return f"<{cls.__name__}: pk={x.pk!r}>"
+        if dataclasses.is_dataclass(cls):
+            fields = (f.name for f in dataclasses.fields(cls) if f.repr)
+            return self._fields(cls.__name__, ((name, getattr(x, name)) for name in fields), level)
+        if issubclass(cls, tuple) and hasattr(cls, "_fields"):  # a namedtuple
+            return self._fields(cls.__name__, zip(cls._fields, x, strict=False), level)
+        if issubclass(cls, dict):
+            return f"{cls.__name__}({self.repr_dict(x, level)})"
+        return self.repr_instance(x, level)
+
+    def _fields(self, name: str, pairs: Iterable[tuple[str, Any]], level: int) -> str:
+        if level <= 0:
+            return f"{name}(...)"
+        parts = []
+        for i, (field, value) in enumerate(pairs):
+            if i >= self.maxdict:
+                parts.append("...")
+                break
+            shown = MASK if is_secret_name(field) else self.repr1(value, level - 1)
+            parts.append(f"{field}={shown}")
+        return f"{name}({', '.join(parts)})"
 
     def repr_dict(self, x: dict, level: int) -> str:
         if not x:
@@ -76,10 +123,13 @@ class SafeRepr(reprlib.Repr):
             parts.append(f"{self.repr1(key, level - 1)}: {shown}")
         return "{" + ", ".join(parts) + "}"
 
+    def repr_int(self, x: int, level: int) -> str:
+        try:
+            return super().repr_int(x, level)
+        except ValueError:  # past sys.get_int_max_str_digits(): repr() refuses it
+            return f"<int of {x.bit_length()} bits>"
+
     def repr_instance(self, x: object, level: int) -> str:
-        if hasattr(x, "_meta") and hasattr(x, "pk"):
-            # A Django model's repr calls its __str__, which may query the database.
-            return f"<{type(x).__name__}: pk={x.pk!r}>"
         try:
             text = repr(x)
         except Exception as exc:
@@ -97,16 +147,39 @@ _reprs: dict[int, SafeRepr] = {}
 def safe_repr(value: object, max_chars: int = 200) -> str:
     """A bounded, masked repr that never raises; scalars take a fast path (the common case)."""
     if type(value) in _SCALARS or (type(value) is str and len(value) <= max_chars):
-        text = repr(value)
-        if len(text) <= max_chars:
-            return text
+        try:
+            text = repr(value)
+        except ValueError:  # an int too long for repr(): SafeRepr shows its size
+            pass
+        else:
+            if len(text) <= max_chars:
+                return text
     formatter = _reprs.get(max_chars)
     if formatter is None:
         formatter = _reprs[max_chars] = SafeRepr(max_chars)
     try:
-        return formatter.repr(value)
+        text = formatter.repr(value)
     except Exception as exc:  # a broken __len__, __iter__ or __eq__ inside a container
         return f"<{type(value).__name__} object; repr raised {type(exc).__name__}>"
+    if len(text) > max_chars:  # a container of many long values
+        return text[: max_chars - 3] + "..."
+    return text
+
+
+# Code objects whose decision UserCode remembers: code made at run time (exec, template
+# engines) would otherwise be kept forever. Past it, the cache starts again.
+MAX_CACHED_CODE = 10_000
+# Directories that hold installed packages, wherever they are (another virtualenv, Debian's
+# /usr/lib/python3/dist-packages, a user's ~/.local site-packages).
+_PACKAGE_DIRS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+
+
+def _library_dirs() -> set[str]:
+    paths = sysconfig.get_paths()
+    dirs = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    dirs.update(site.getsitepackages())
+    dirs.add(site.getusersitepackages())
+    return {str(Path(d).resolve()) + os.sep for d in dirs}
 
 
 class UserCode:
@@ -115,29 +188,33 @@ class UserCode:
     def __init__(self, include: list[str], exclude: list[str]) -> None:
         self.include = tuple(include)
         self.exclude = tuple(exclude)
-        paths = sysconfig.get_paths()
         runtime_dir = str(Path(__file__).resolve().parent) + os.sep
         hotapp_dir = str(Path(__file__).resolve().parent.parent / "hotapp") + os.sep
-        self.library_dirs = tuple(
-            {
-                str(Path(paths[key]).resolve()) + os.sep
-                for key in ("stdlib", "platstdlib", "purelib", "platlib")
-            }
-            | {runtime_dir, hotapp_dir}
-        )
+        self.library_dirs = tuple(_library_dirs() | {runtime_dir, hotapp_dir})
         self.user_dirs = (str(Path(hotapp_dir) / "demo") + os.sep,)
-        self._cache: dict[CodeType, bool] = {}
+        # By id, not by code object: code objects compare equal (and hash alike) across
+        # files and modules when their bytecode, names and lines are the same, so a library's
+        # decision would be taken for the user's function. The entry holds the code object,
+        # so its id cannot be reused while it is cached. (Hashing a code object is also not
+        # cached, and slower than id().)
+        self._cache: dict[int, tuple[CodeType, bool]] = {}
 
     def __call__(self, frame: FrameType) -> bool:
         code = frame.f_code
-        known = self._cache.get(code)
-        if known is None:
-            known = self._cache[code] = self._decide(code, frame.f_globals.get("__name__", ""))
-        return known
+        known = self._cache.get(id(code))
+        if known is not None and known[0] is code:
+            return known[1]
+        if len(self._cache) >= MAX_CACHED_CODE:
+            self._cache.clear()
+        decision = self._decide(code, frame.f_globals.get("__name__", ""))
+        self._cache[id(code)] = (code, decision)
+        return decision
 
-    def _decide(self, code: CodeType, module: str) -> bool:
+    def _decide(self, code: CodeType, module: object) -> bool:
         if code.co_name in _COMPREHENSIONS:
             return False  # syntax, not a call the user wrote; calls inside attach to its caller
+        if not isinstance(module, str):  # exec() with globals of its own
+            module = ""
         if self.exclude and module.startswith(self.exclude):
             return False
         if self.include and module.startswith(self.include):
@@ -148,18 +225,30 @@ class UserCode:
         filename = os.path.realpath(filename)
         if filename.startswith(self.user_dirs):
             return True
-        return not filename.startswith(self.library_dirs)
+        if filename.startswith(self.library_dirs):
+            return False
+        return not any(part in filename for part in _PACKAGE_DIRS)
 
 
 _user_code: UserCode | None = None
 
 
 def user_code() -> UserCode:
+    """What counts as user code under the settings in force (HOT_TRACE_INCLUDE/EXCLUDE)."""
     global _user_code
     if _user_code is None:
         hot = settings.HOT
         _user_code = UserCode(hot["TRACE_INCLUDE"], hot["TRACE_EXCLUDE"])
     return _user_code
+
+
+def _settings_changed(setting: str, **kwargs: Any) -> None:
+    global _user_code
+    if setting == "HOT":  # override_settings, pytest-django's `settings` fixture
+        _user_code = None
+
+
+setting_changed.connect(_settings_changed)
 
 
 class Tracer:
@@ -221,11 +310,12 @@ class Tracer:
             return None
         code = frame.f_code
         parent = self.stack[-1]["id"] if self.stack else None
+        module = frame.f_globals.get("__name__", "")
         span = {
             "id": len(self.spans),
             "parent": parent,
             "name": code.co_qualname,
-            "module": frame.f_globals.get("__name__", ""),
+            "module": module if type(module) is str else "",
             "file": code.co_filename,
             "line": code.co_firstlineno,
             "start_us": (time.perf_counter_ns() - self.t0) // 1000,
@@ -293,6 +383,8 @@ class Tracer:
     def add_value(self, name: str, value: object) -> None:
         if not self.stack:
             return
+        if type(name) is not str or not name.isprintable():  # JSON, and PostgreSQL, must hold it
+            name = safe_repr(name, 100)
         shown = MASK if is_secret_name(name) else safe_repr(value, self.value_chars)
         values = self.stack[-1].setdefault("values", [])  # [[name, value], ...] in call order
         for pair in values:

@@ -1,12 +1,17 @@
 """Execution traces: recorded without user code, bounded, masked, per thread, kept on failure."""
 
+import json
 import threading
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from hotapp.models import Run, RunStatus, RunTrace
 from runtime import cancel_run, send
+from runtime import tracer as tracer_module
 from runtime.tracer import Tracer, UserCode
+from tests import trace_handlers
 from tests.conftest import drain, wait_for
 
 pytestmark = pytest.mark.django_db
@@ -55,6 +60,19 @@ def test_the_standard_library_and_the_runtime_are_not_recorded():
 
     modules = {span["module"] for span in run.trace.data["spans"]}
     assert modules == {"tests.trace_handlers"}
+
+
+def test_the_standard_library_and_every_kind_of_site_packages_are_not_recorded():
+    """json (the standard library in Python), Django's slugify (the virtualenv's
+    site-packages), Debian's dist-packages and the user's site-packages."""
+    run = run_of("trace:libraries")
+
+    [root] = run.trace.tree()
+    assert root["name"] == "libraries"
+    assert [(c["name"], c["module"]) for c in root["children"]] == [
+        ("helper", "tests.vendored"),
+        ("add_tax", "tests.trace_handlers"),
+    ]
 
 
 def test_an_exception_caught_inside_the_handler_is_recorded_on_its_call():
@@ -179,17 +197,17 @@ def test_tracing_can_be_switched_off_globally(settings):
 
 
 def test_two_threads_tracing_at_once_keep_their_own_calls():
-    from tests import trace_handlers
-
     results: dict[str, dict] = {}
-    barrier = threading.Barrier(2)
+    # Both threads pass each step together: each records its calls while the other's tracer
+    # is installed and recording too.
+    in_step = threading.Barrier(2, timeout=10)
 
     def traced(who: str) -> None:
         tracer = Tracer(UserCode([], []), max_spans=1000, max_bytes=10**6)
-        barrier.wait()
         tracer.start()
         try:
             for i in range(50):
+                in_step.wait()
                 trace_handlers.step_of(who, i)
         finally:
             tracer.stop()
@@ -208,7 +226,9 @@ def test_two_threads_tracing_at_once_keep_their_own_calls():
 
 
 @pytest.mark.services
-def test_runs_traced_at_once_on_a_worker_thread_pool_do_not_mix(celery_worker):
+def test_runs_traced_at_once_on_a_worker_thread_pool_do_not_mix(celery_worker, settings):
+    # One run per claim, so that the two runs go to two threads instead of one batch.
+    settings.HOT = {**settings.HOT, "CLAIM_BATCH": 1}
     send("trace:concurrent", {"who": "left"})
     send("trace:concurrent", {"who": "right"})
 
@@ -237,35 +257,84 @@ def test_a_cancel_takes_effect_at_the_next_traced_call(celery_worker):
     assert root["incomplete"] and 0 < len(root["children"]) < 1500
 
 
-def traced_names(user_code: UserCode, fn) -> list[str]:
-    tracer = Tracer(user_code, max_spans=1000, max_bytes=10**6)
-    tracer.start()
-    try:
-        fn()
-    finally:
-        tracer.stop()
-    return [span["name"] for span in tracer.document()["spans"]]
+def test_a_setting_can_widen_user_code_to_a_library(settings):
+    def traced_names() -> list[str]:
+        Run.objects.all().delete()
+        return [span["name"] for span in run_of("trace:libraries").trace.data["spans"]]
 
+    assert "loads" not in traced_names()
 
-def test_a_setting_can_widen_user_code_to_a_library():
-    import json
+    settings.HOT = {**settings.HOT, "TRACE_INCLUDE": ["json"]}
 
-    from tests import trace_handlers
-
-    def work():
-        trace_handlers.add_tax(json.loads("1"))
-
-    assert traced_names(UserCode([], []), work) == [
-        "test_a_setting_can_widen_user_code_to_a_library.<locals>.work",
-        "add_tax",
-    ]
-    widened = traced_names(UserCode(["json"], []), work)
+    widened = traced_names()
     assert "loads" in widened and "JSONDecoder.decode" in widened
 
 
-def test_a_setting_can_narrow_user_code():
-    from tests import trace_handlers
+def test_a_setting_can_narrow_user_code(settings):
+    assert "helper" in by_name(run_of("trace:libraries"))
+    Run.objects.all().delete()
 
-    names = traced_names(UserCode([], ["tests.trace_handlers"]), lambda: trace_handlers.price([]))
+    settings.HOT = {**settings.HOT, "TRACE_EXCLUDE": ["tests.vendored"]}
 
-    assert names == ["test_a_setting_can_narrow_user_code.<locals>.<lambda>"]
+    assert set(by_name(run_of("trace:libraries"))) == {"libraries", "add_tax"}
+
+
+def test_an_int_too_long_for_repr_is_shown_by_its_size_and_the_run_goes_on():
+    run = run_of("trace:huge-int")
+
+    assert run.status == RunStatus.SUCCEEDED
+    [takes] = by_name(run)["takes_number"]
+    assert dict(takes["args"])["n"] == "<int of 16610 bits>"
+    assert takes["result"] == "<int of 16610 bits>"
+
+
+def test_dataclasses_namedtuples_and_the_event_are_shown_with_their_secrets_masked():
+    run = run_of("trace:objects", {"user": "alice", "password": "hunter2"})
+
+    [root] = run.trace.tree()
+    assert dict(root["args"])["event"] == (
+        f"Event(id={run.event_id!r}, type='trace:objects', "
+        "data={'user': 'alice', 'password': ********})"
+    )
+    [takes] = by_name(run)["takes_objects"]
+    args = dict(takes["args"])
+    assert args["account"] == "Credentials(user='alice', password=********)"
+    assert args["pair"] == "Pair(token=********, n=1)"
+    assert args["options"] == "OrderedDict({'secret_key': ********, 'debug': True})"
+    assert "hunter2" not in json.dumps(run.trace.data)
+
+
+def test_a_queryset_or_a_model_passed_to_a_traced_call_is_not_queried():
+    send("trace:queryset")
+    run = Run.objects.get()
+
+    with CaptureQueriesContext(connection) as queries:
+        drain()
+
+    # What the QuerySet's repr would run (the handler's own get() has a LIMIT 21 too).
+    assert not [q for q in queries if "LIMIT 21" in q["sql"] and "'queued'" in q["sql"]]
+    run = Run.objects.select_related("trace").get(id=run.id)
+    [takes] = by_name(run)["takes_rows"]
+    assert dict(takes["args"]) == {
+        "rows": "<QuerySet of Run>",
+        "row": f"<Run: pk={run.id!r}>",
+    }
+
+
+def test_the_user_code_cache_stays_bounded(monkeypatch):
+    monkeypatch.setattr(tracer_module, "MAX_CACHED_CODE", 10)
+    user_code = UserCode([], [])
+    functions = [
+        trace_handlers.defined_in("tests.generated", f"/tmp/generated_{n}.py") for n in range(30)
+    ]
+
+    tracer = Tracer(user_code, max_spans=1000, max_bytes=10**6)
+    tracer.start()
+    try:
+        for fn in functions:
+            fn(1)
+    finally:
+        tracer.stop()
+
+    assert len(user_code._cache) <= 10
+    assert tracer.document()["span_count"] == 30  # and every decision was still right

@@ -1,10 +1,18 @@
 """Handlers whose traces the tests inspect (tests/test_traces.py)."""
 
 import asyncio
+import collections
+import dataclasses
+import json
+import os
+import site
 import threading
 import time
+from typing import NamedTuple
 
-from runtime import on_event, trace
+from django.utils.text import slugify
+
+from runtime import current_run, on_event, trace
 
 
 def add_tax(amount, rate=0.2):
@@ -149,3 +157,73 @@ def busy(event):
     for i in range(1500):
         busy_step(i)
     return "was never cancelled"
+
+
+def takes_number(n):
+    return n
+
+
+@on_event("trace:huge-int")
+def huge_int(event):
+    takes_number(10**5000)  # repr() refuses ints over 4,300 digits
+    return "ok"
+
+
+@dataclasses.dataclass
+class Credentials:
+    user: str
+    password: str
+
+
+class Pair(NamedTuple):
+    token: str
+    n: int
+
+
+def takes_objects(account, pair, options):
+    return account
+
+
+@on_event("trace:objects")
+def objects(event):
+    takes_objects(
+        Credentials("alice", "hunter2"),
+        Pair("tok-123", 1),
+        collections.OrderedDict(secret_key="k-456", debug=True),
+    )
+    return "ok"
+
+
+def takes_rows(rows, row):
+    return row
+
+
+@on_event("trace:queryset")
+def queryset(event):
+    from hotapp.models import Run
+
+    run = Run.objects.get(id=current_run().run_id)
+    takes_rows(Run.objects.filter(status="queued"), run)
+    return "ok"
+
+
+def defined_in(module: str, filename: str):
+    """A function that looks, to the tracer, as if it came from `module` in `filename`."""
+    namespace = {"__name__": module}
+    exec(compile("def helper(x):\n    return x\n", filename, "exec"), namespace)
+    return namespace["helper"]
+
+
+from_dist_packages = defined_in("fakelib", "/usr/lib/python3/dist-packages/fakelib/core.py")
+from_user_site = defined_in("userlib", os.path.join(site.getusersitepackages(), "userlib.py"))
+vendored = defined_in("tests.vendored", os.path.join(os.path.dirname(__file__), "vendored.py"))
+
+
+@on_event("trace:libraries")
+def libraries(event):
+    json.loads(json.dumps({"a": [1, 2]}))  # the standard library, in Python
+    slugify("Hello World")  # site-packages
+    from_dist_packages(1)
+    from_user_site(2)
+    vendored(3)
+    return add_tax(1)
