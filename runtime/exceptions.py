@@ -24,6 +24,10 @@ class HandlerNotFound(HotError, LookupError):
     """No handler is registered under this name in this process."""
 
 
+class DuplicateHandler(HotError, ValueError):
+    """Two different functions were registered under one handler name."""
+
+
 class RunNotFound(HotError, LookupError):
     """No run has this id."""
 

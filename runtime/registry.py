@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from runtime.exceptions import DuplicateHandler
 from runtime.payloads import validate_event_type
 from runtime.retry import Retry, as_policy
 
@@ -32,6 +33,8 @@ def handler_name(fn: Callable[..., Any], name: str | None) -> str:
 
 _lock = threading.Lock()
 _by_name: dict[str, Handler] = {}
+# One entry per subscription: a function stacked under several @on_event has one Handler per
+# event type here, all of the same name (and the first of them in _by_name).
 _by_event: dict[str, tuple[Handler, ...]] = {}
 
 
@@ -46,7 +49,8 @@ def on_event(
 
     The function receives one argument, the event (`event.data`, `event.type`, `event.id`).
     `retry` is a number of retries or a `Retry` policy. Several handlers may subscribe to one
-    type; each gets its own run.
+    type; each gets its own run. Stacked decorators subscribe one function to several types
+    (one run per event; they must agree on `retry` and `trace`).
     """
     validate_event_type(event_type)
     policy = as_policy(retry)
@@ -59,12 +63,55 @@ def on_event(
 
 
 def register(handler: Handler) -> None:
-    """Add a handler, replacing one of the same name (a re-imported module)."""
+    """Add a handler.
+
+    The same function again under its name adds a subscription (stacked @on_event) or changes
+    nothing; another function with the same module and qualified name replaces it (a module
+    imported again). Any other function under a taken name raises DuplicateHandler: its runs
+    would call whichever was registered last.
+    """
     with _lock:
-        _unindex(_by_name.get(handler.name))
+        old = _by_name.get(handler.name)
+        if old is not None and old.fn is handler.fn:
+            _subscribe_again(old, handler)
+            return
+        if old is not None and _qualified(old.fn) != _qualified(handler.fn):
+            raise DuplicateHandler(
+                f"Handler name {handler.name!r} is taken by {_qualified(old.fn)}, so "
+                f"{_qualified(handler.fn)} cannot have it too: give one of them a name of its "
+                "own in its decorator (name=...)"
+            )
+        _unindex(old)
         _by_name[handler.name] = handler
-        if handler.kind == "event":
-            _by_event[handler.event_type] = (*_by_event.get(handler.event_type, ()), handler)
+        _index(handler)
+
+
+def _subscribe_again(old: Handler, new: Handler) -> None:
+    """The same function registered again under its name (callers hold the lock)."""
+    if old.kind != "event" or new.kind != "event":
+        if new == old and new.options == old.options:
+            return
+        raise DuplicateHandler(
+            f"{new.name} is already registered as a {old.kind} handler with other settings; "
+            "give the other registration a name of its own (name=...)"
+        )
+    if (new.retry, new.trace) != (old.retry, old.trace):
+        raise DuplicateHandler(
+            f"{new.name} is subscribed to {new.event_type!r} with other retry or trace settings "
+            f"than to {old.event_type!r}; a handler has one policy: give this subscription a "
+            "name of its own (name=...)"
+        )
+    if all(h.name != new.name for h in _by_event.get(new.event_type, ())):
+        _index(new)
+
+
+def _qualified(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def _index(handler: Handler) -> None:
+    if handler.kind == "event":
+        _by_event[handler.event_type] = (*_by_event.get(handler.event_type, ()), handler)
 
 
 def unregister(name: str) -> None:
@@ -73,11 +120,13 @@ def unregister(name: str) -> None:
 
 
 def _unindex(old: Handler | None) -> None:
-    """Drop a replaced or removed handler from the by-event index (callers hold the lock)."""
-    if old is not None and old.kind == "event":
-        _by_event[old.event_type] = tuple(
-            h for h in _by_event.get(old.event_type, ()) if h.name != old.name
-        )
+    """Drop every subscription of a replaced or removed handler from the by-event index
+    (callers hold the lock)."""
+    if old is None or old.kind != "event":
+        return
+    for event_type, handlers in list(_by_event.items()):
+        if any(h.name == old.name for h in handlers):
+            _by_event[event_type] = tuple(h for h in handlers if h.name != old.name)
 
 
 def handler_named(name: str) -> Handler | None:

@@ -18,6 +18,9 @@ os.environ.setdefault(
 
 from hotapp.settings import *  # noqa: E402,F403
 
+# An app found the way a user's app is: by its `handlers` module (tests/test_registry.py).
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.discovered_app"]  # noqa: F405
+
 # Fast failure paths: retries and leases in milliseconds and seconds, not minutes.
 HOT = {**HOT, "RETRY_MIN_DELAY_MS": 10}  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
