@@ -1,10 +1,10 @@
 """What a handler sees while it runs: its event, its run, and the events it has sent so far."""
 
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -65,22 +65,24 @@ class RunContext:
             raise TaskTimedOut()
 
 
-_local = threading.local()
+# A context variable, not a thread-local: it follows an async handler's work into the threads
+# asyncio.to_thread and asgiref's sync_to_async run it in, so a send() from there is held for
+# the run's success like any other. (Each worker thread still has a context of its own.)
+_current: ContextVar[RunContext | None] = ContextVar("hot_current_run", default=None)
 
 
 def current_run() -> RunContext | None:
-    """The run this thread is executing, or None outside a handler."""
-    return getattr(_local, "run", None)
+    """The run being executed here, or None outside a handler."""
+    return _current.get()
 
 
 @contextmanager
 def activate(ctx: RunContext) -> Iterator[RunContext]:
-    previous = current_run()
-    _local.run = ctx
+    token = _current.set(ctx)
     try:
         yield ctx
     finally:
-        _local.run = previous
+        _current.reset(token)
 
 
 def check_cancelled() -> None:

@@ -1,5 +1,6 @@
 """Handlers the tests send events to. The demo workflow (hotapp/demo/handlers.py) is loaded too."""
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -144,3 +145,19 @@ def cancels_a_neighbour(event):
             raise Boom("the lease keeper never saw the cancel request")
         time.sleep(0.01)
     return "asked"
+
+
+@on_event("test:async-sends-from-a-thread")
+async def async_sends_from_a_thread(event):
+    """Sends from a worker thread of its own (asyncio.to_thread or asgiref's sync_to_async),
+    then fails if asked to."""
+    from asgiref.sync import sync_to_async
+
+    data = {"via": event.data["via"]}
+    if event.data["via"] == "to_thread":
+        await asyncio.to_thread(send, "test:downstream", data)
+    else:
+        await sync_to_async(send)("test:downstream", data)
+    if event.data.get("fail"):
+        raise Boom("fails after sending from a thread")
+    return "sent"

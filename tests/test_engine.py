@@ -251,3 +251,26 @@ def test_a_run_whose_worker_keeps_dying_ends_failed_with_worker_lost(settings):
     assert run.status == RunStatus.FAILED
     assert run.error_type == "runtime.sweeper.WorkerLost"
     assert run.recovery_count == settings.HOT["MAX_RECOVERIES"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("via", ["to_thread", "sync_to_async"])
+def test_an_async_handler_sending_from_a_thread_sends_nothing_when_it_fails(via):
+    send("test:async-sends-from-a-thread", {"via": via, "fail": True})
+
+    drain()
+
+    assert Run.objects.get(event_type="test:async-sends-from-a-thread").status == RunStatus.FAILED
+    assert not Event.objects.filter(type="test:downstream").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("via", ["to_thread", "sync_to_async"])
+def test_an_async_handler_sending_from_a_thread_sends_with_its_success(via):
+    send("test:async-sends-from-a-thread", {"via": via})
+
+    drain()
+
+    run = Run.objects.get(event_type="test:async-sends-from-a-thread")
+    [sent] = Event.objects.filter(type="test:downstream")
+    assert sent.source_run == run and sent.stream_id == run.stream_id
