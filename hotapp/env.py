@@ -4,31 +4,59 @@ Each takes a default that works for the embedded mode, so `hot dev` needs no con
 """
 
 import os
-from urllib.parse import unquote, urlparse
+from typing import TypeVar
+from urllib.parse import parse_qsl, unquote, urlparse
+
+N = TypeVar("N", int, float)
 
 
 def env_str(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(
+    name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """A whole number, within [minimum, maximum] when given: out of range stops start-up with
+    an error naming the variable, rather than failing later where the number is used."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+        value = default
+    else:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+    return _in_range(name, value, minimum, maximum)
 
 
-def env_float(name: str, default: float) -> float:
+def env_float(
+    name: str,
+    default: float,
+    *,
+    minimum: float | None = None,
+    above: float | None = None,
+) -> float:
+    """A number, at least `minimum` or greater than `above` when given (see env_int)."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+        value = default
+    else:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if above is not None and not value > above:
+        raise ValueError(f"{name} must be greater than {above:g}, got {value}")
+    return _in_range(name, value, minimum, None)
+
+
+def _in_range(name: str, value: N, minimum: N | None, maximum: N | None) -> N:
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value}")
+    return value
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -48,7 +76,8 @@ def env_list(name: str) -> list[str]:
 
 
 def database_from_url(url: str) -> dict:
-    """Django DATABASES entry for a `postgres://user:pass@host:port/name` URL."""
+    """Django DATABASES entry for a `postgres://user:pass@host:port/name?param=value` URL; the
+    query parameters are libpq connection parameters (sslmode, connect_timeout, …)."""
     parsed = urlparse(url)
     if parsed.scheme not in ("postgres", "postgresql"):
         raise ValueError(f"DATABASE_URL must be a postgres:// URL, got scheme {parsed.scheme!r}")
@@ -61,6 +90,7 @@ def database_from_url(url: str) -> dict:
         "PORT": str(parsed.port or ""),
         # Persistent connections: closing around every Celery task costs ~2.5x throughput.
         # Health checks make a connection that died with a restarted server reconnect.
-        "CONN_MAX_AGE": env_int("HOT_DB_CONN_MAX_AGE", 600),
+        "CONN_MAX_AGE": env_int("HOT_DB_CONN_MAX_AGE", 600, minimum=0),
         "CONN_HEALTH_CHECKS": True,
+        "OPTIONS": dict(parse_qsl(parsed.query, keep_blank_values=True)),
     }

@@ -124,44 +124,47 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_max": 0.5,
 }
 
-# Hot's own knobs (docs/architecture.md lists them).
+# Hot's own knobs (docs/architecture.md lists them). Numbers out of range stop start-up with
+# an error naming the variable (hotapp/env.py).
+_RETRY_MIN_DELAY_MS = env_int("HOT_RETRY_MIN_DELAY_MS", 100, minimum=0)
 HOT = {
     # Largest accepted event payload or run result, as encoded JSON.
-    "MAX_PAYLOAD_BYTES": env_int("HOT_MAX_PAYLOAD_BYTES", 1024 * 1024),
+    "MAX_PAYLOAD_BYTES": env_int("HOT_MAX_PAYLOAD_BYTES", 1024 * 1024, minimum=1),
     # A running run's lease; the worker renews it (every third of this, at most 2 s apart)
     # while the handler runs.
-    "RUN_LEASE_SECONDS": env_float("HOT_RUN_LEASE_SECONDS", 60.0),
+    "RUN_LEASE_SECONDS": env_float("HOT_RUN_LEASE_SECONDS", 60.0, above=0),
     # How many times a run whose worker died is re-queued before it is failed (WorkerLost).
-    "MAX_RECOVERIES": env_int("HOT_MAX_RECOVERIES", 3),
+    "MAX_RECOVERIES": env_int("HOT_MAX_RECOVERIES", 3, minimum=0),
     # A queued run whose doorbell is older than this is re-enqueued by the sweeper.
-    "REQUEUE_AFTER_SECONDS": env_float("HOT_REQUEUE_AFTER_SECONDS", 30.0),
+    "REQUEUE_AFTER_SECONDS": env_float("HOT_REQUEUE_AFTER_SECONDS", 30.0, minimum=0),
     # How long a running run may ignore a cancel request before it is marked cancelled anyway.
-    "CANCEL_GRACE_SECONDS": env_float("HOT_CANCEL_GRACE_SECONDS", 30.0),
+    "CANCEL_GRACE_SECONDS": env_float("HOT_CANCEL_GRACE_SECONDS", 30.0, minimum=0),
     # Pause between two sweeps.
-    "SWEEP_INTERVAL_SECONDS": env_float("HOT_SWEEP_INTERVAL_SECONDS", 5.0),
+    "SWEEP_INTERVAL_SECONDS": env_float("HOT_SWEEP_INTERVAL_SECONDS", 5.0, above=0),
     # Most queued runs one worker claims, runs and commits together (fewer while handlers are
-    # slow); 1 turns batching off.
-    "CLAIM_BATCH": env_int("HOT_CLAIM_BATCH", 20),
+    # slow); 1 turns batching off. At most 1000: a batch's outcomes are one UPDATE binding ten
+    # parameters a run (PostgreSQL allows 65,535).
+    "CLAIM_BATCH": env_int("HOT_CLAIM_BATCH", 20, minimum=1, maximum=1000),
     # Extra modules holding handlers, beside each installed app's `handlers` module.
     "HANDLER_MODULES": env_list("HOT_HANDLER_MODULES"),
     # The Celery queue of task attempts; `hot worker -Q hot.tasks` consumes it.
     "TASK_QUEUE": env_str("HOT_TASK_QUEUE", "hot.tasks"),
     # How often `receive()` looks at a task's inbox while it waits.
-    "TASK_POLL_SECONDS": env_float("HOT_TASK_POLL_SECONDS", 0.1),
+    "TASK_POLL_SECONDS": env_float("HOT_TASK_POLL_SECONDS", 0.1, above=0),
     # Execution traces: on for every handler unless switched off here or per handler.
     "TRACE": env_bool("HOT_TRACE", True),
     # Module prefixes that count as user code even in site-packages, or never do.
     "TRACE_INCLUDE": env_list("HOT_TRACE_INCLUDE"),
     "TRACE_EXCLUDE": env_list("HOT_TRACE_EXCLUDE"),
     # Per-run caps; past either, calls are counted but not recorded (the trace says truncated).
-    "TRACE_MAX_SPANS": env_int("HOT_TRACE_MAX_SPANS", 5000),
-    "TRACE_MAX_BYTES": env_int("HOT_TRACE_MAX_BYTES", 1024 * 1024),
+    "TRACE_MAX_SPANS": env_int("HOT_TRACE_MAX_SPANS", 5000, minimum=0),
+    "TRACE_MAX_BYTES": env_int("HOT_TRACE_MAX_BYTES", 1024 * 1024, minimum=0),
     # Longest shown value (argument, return value, exception message).
-    "TRACE_VALUE_CHARS": env_int("HOT_TRACE_VALUE_CHARS", 200),
+    "TRACE_VALUE_CHARS": env_int("HOT_TRACE_VALUE_CHARS", 200, minimum=10),
     # Retry clamps, as Hot's HOT_RETRY_* settings.
-    "RETRY_MAX_ATTEMPTS": env_int("HOT_RETRY_MAX_ATTEMPTS", 10),
-    "RETRY_MAX_DELAY_MS": env_int("HOT_RETRY_MAX_DELAY_MS", 3_600_000),
-    "RETRY_MIN_DELAY_MS": env_int("HOT_RETRY_MIN_DELAY_MS", 100),
+    "RETRY_MAX_ATTEMPTS": env_int("HOT_RETRY_MAX_ATTEMPTS", 10, minimum=0),
+    "RETRY_MAX_DELAY_MS": env_int("HOT_RETRY_MAX_DELAY_MS", 3_600_000, minimum=_RETRY_MIN_DELAY_MS),
+    "RETRY_MIN_DELAY_MS": _RETRY_MIN_DELAY_MS,
 }
 
 LOGGING = {
