@@ -83,6 +83,8 @@ def task_context(request: HttpRequest, task: Task) -> dict:
     checkpoint_total = len(checkpoints)
     if checkpoint_total == CHECKPOINTS_SHOWN:
         checkpoint_total = task.checkpoints.count()
+    for n, checkpoint in enumerate(checkpoints):
+        checkpoint.number = checkpoint_total - n  # the task's own count, not the table's id
     return {
         "task": task,
         "attempts": task.runs.order_by("attempt", "created_at"),
@@ -149,11 +151,16 @@ def schedule_list(request: HttpRequest) -> HttpResponse:
         recent = Run.objects.filter(function=handler.name, trigger="schedule").order_by(
             "-created_at"
         )[:8]
+        described = cron.describe()
+        # Words only where they say more than the expression ("every 10 seconds" says it all).
+        if described.startswith("cron:") or described == cron.expression.strip():
+            described = ""
         items.append(
             {
                 "name": handler.name,
                 "row": row,
                 "cron": cron,
+                "description": described,
                 "next_fires": [] if row and row.is_paused else cron.fire_times(now, 3),
                 "recent": recent,
             }

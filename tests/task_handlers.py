@@ -138,3 +138,16 @@ def hourly_and_flaky(tick):
 def starts_a_task(tick):
     start(restores_nothing, {"from": "schedule"})
     return "started"
+
+
+@task(name="tests.task_handlers.reconcile_every_ledger_entry_of_every_customer_account_nightly")
+def a_task_with_a_long_name(ctx):
+    return ctx.receive()
+
+
+@on_schedule(
+    "*/10 8-18 * * MON-FRI",
+    name="tests.task_handlers.refresh_the_exchange_rates_of_every_currency_pair_we_quote",
+)
+def a_schedule_with_a_long_name(tick):
+    return "refreshed"
