@@ -161,3 +161,12 @@ async def async_sends_from_a_thread(event):
     if event.data.get("fail"):
         raise Boom("fails after sending from a thread")
     return "sent"
+
+
+@on_event("test:keyed-side-effect", retry=Retry(1, delay=0.01))
+def keyed_side_effect(event):
+    """Shows its idempotency key: in the error of its first attempt, in the result of the next."""
+    key = current_run().idempotency_key
+    if current_run().attempt == 1:
+        raise Boom(key)
+    return key

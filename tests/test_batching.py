@@ -186,9 +186,19 @@ def test_every_run_of_a_batch_keeps_its_lease_until_the_batch_is_saved(
     assert set(Run.objects.values_list("status", flat=True)) == {RunStatus.SUCCEEDED}
 
 
-def test_a_malformed_doorbell_is_ignored():
-    assert executor.execute("not-a-uuid") is None
-    assert executor.execute(uuid.uuid4()) is None
+def test_a_malformed_or_unknown_doorbell_claims_and_writes_nothing():
+    send_batch(1)
+
+    with CaptureQueriesContext(connection) as malformed:
+        executor.execute("not-a-uuid")
+    with CaptureQueriesContext(connection) as unknown:
+        executor.execute(uuid.uuid4())
+
+    assert len(malformed) == 0
+    [claim] = unknown  # a claim that matched no row, and nothing after it
+    assert claim["sql"].startswith("UPDATE")
+    run = Run.objects.get()
+    assert run.status == RunStatus.QUEUED and run.started_at is None and not run.claimed_by
 
 
 @pytest.mark.django_db(transaction=True)

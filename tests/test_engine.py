@@ -274,3 +274,16 @@ def test_an_async_handler_sending_from_a_thread_sends_with_its_success(via):
     run = Run.objects.get(event_type="test:async-sends-from-a-thread")
     [sent] = Event.objects.filter(type="test:downstream")
     assert sent.source_run == run and sent.stream_id == run.stream_id
+
+
+def test_the_idempotency_key_is_the_same_across_retries_and_new_on_a_rerun():
+    send("test:keyed-side-effect")
+    drain()
+    first, retried = Run.objects.filter(event_type="test:keyed-side-effect").order_by("attempt")
+    assert first.error_message == retried.result == f"hot:{first.id}"
+
+    fresh = rerun(retried.id)
+    drain()
+
+    fresh_retry = Run.objects.get(origin_run=fresh)
+    assert fresh_retry.result == f"hot:{fresh.id}" != retried.result
