@@ -15,13 +15,20 @@ database, at most once per THROTTLE seconds, and sends:
   page a `task` notice when the task, its attempts, checkpoints or messages changed; the page
   then fetches its own fragment (with its session's permissions and CSRF token).
 
-A reconnecting page subscribes again with its last cursor and gets everything it missed.
+Each subscription carries the page's id for it (`sub`), echoed in every message: a check made
+for an older subscription (a filter the user just changed) is dropped, by the consumer and by
+the page. A reconnecting page subscribes again with its last cursor and gets everything it
+missed, as long as that is at most MAX_CATCH_UP ago; a page further behind is told to reload
+(the runs list reloads its region, a run or task page its fragment), so that no cursor, stale
+or crafted, makes a check read more than that much of the table.
 """
 
 import asyncio
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -42,6 +49,10 @@ THROTTLE = 0.1
 OVERLAP = timedelta(seconds=2)
 # A batch is at most one page: the first page keeps no more rows than that.
 MAX_ROWS = PAGE_SIZE
+# The furthest back a page may catch up from. Longer than a reconnect's backoff (15 s at most)
+# so a dropped connection catches up in place; a tab woken from sleep reloads instead. The
+# filtered list's "gone" check reads every row changed in the window, so this bounds it.
+MAX_CATCH_UP = timedelta(seconds=60)
 
 
 def _stamp(text: str) -> datetime:
@@ -57,15 +68,30 @@ def _parse_time(text: object) -> datetime:
         return timezone.now()
 
 
+@dataclass
+class Subscription:
+    """What one page follows and what it has been sent. A new subscription starts afresh: a
+    check still running for the one before changes only that one's state."""
+
+    kind: str  # "runs" | "run" | "task"
+    id: Any  # the page's id for it, echoed in every message
+    cursor: datetime
+    query: str = ""  # runs: the list's filters, as a query string
+    watched: list[tuple[str, dict]] = field(default_factory=list)  # run, task: (model, filter)
+    # "model:id" (runs: id) -> updated_at last sent (runs) or shown (run and task pages).
+    sent: dict[str, datetime] = field(default_factory=dict)
+    # Run and task pages: the first check takes rows stamped up to the cursor as shown (the page
+    # was rendered from them); false on a reconnect, which may have missed any of them.
+    is_rendered_state: bool = False
+
+
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
-        self.subscription: dict | None = None
-        self.cursor = timezone.now()
-        self.sent: dict[str, datetime] = {}  # run id (or "page") -> updated_at last sent
+        self.subscription: Subscription | None = None
         self.last_flush = 0.0
         self.is_check_due = False
         self.flush_task: asyncio.Task | None = None
@@ -78,23 +104,32 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_discard(GROUP, self.channel_name)
 
     async def receive_json(self, content, **kwargs) -> None:
-        kind = content.get("subscribe")
+        kind, sub_id = content.get("subscribe"), content.get("sub")
+        now = timezone.now()
+        cursor = min(now, _parse_time(content["cursor"])) if content.get("cursor") else now
+        is_behind = cursor < now - MAX_CATCH_UP
+        if is_behind:
+            cursor = now  # the reload below shows everything up to now
         if kind == "runs":
-            self.subscription = {"kind": "runs", "query": str(content.get("query", ""))}
+            sub = Subscription("runs", sub_id, cursor, query=str(content.get("query", "")))
         elif kind in ("run", "task"):
             watched = await self.watched_rows(kind, content.get(kind))
             if watched is None:
-                await self.send_json({"type": "error", "message": f"Unknown {kind}."})
+                await self.send_json(
+                    {"type": "error", "message": f"Unknown {kind}.", "sub": sub_id}
+                )
                 return
-            self.subscription = {"kind": kind, "watched": watched}
+            rendered = is_behind or not content.get("resume")
+            sub = Subscription(kind, sub_id, cursor, watched=watched, is_rendered_state=rendered)
         else:
-            await self.send_json({"type": "error", "message": "Unknown subscription."})
+            await self.send_json(
+                {"type": "error", "message": "Unknown subscription.", "sub": sub_id}
+            )
             return
-        self.cursor = _parse_time(content.get("cursor")) if content.get("cursor") else self.cursor
-        self.sent.clear()
-        if kind in ("run", "task"):
-            # The page was rendered from this state: a change is news only if it is newer.
-            self.sent["page"] = self.cursor
+        self.subscription = sub
+        if is_behind:
+            notice = "reload" if kind == "runs" else kind
+            await self.send_json({"type": notice, "sub": sub_id, "cursor": cursor.isoformat()})
         await self.flush()  # catch up on anything missed before (re)connecting
 
     async def runs_changed(self, message) -> None:
@@ -117,14 +152,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def flush(self) -> None:
         self.last_flush = time.monotonic()
-        if self.subscription is None:
+        sub = self.subscription
+        if sub is None:
             return
-        if self.subscription["kind"] == "runs":
-            payload = await self.runs_changes()
+        if sub.kind == "runs":
+            payload = await self.runs_changes(sub)
         else:
-            payload = await self.page_changes()
-        if payload:
-            await self.send_json(payload)
+            payload = await self.page_changes(sub)
+        # The page may have subscribed anew while this check ran: its result is for the old one.
+        if payload and sub is self.subscription:
+            await self.send_json({**payload, "sub": sub.id})
             if payload.get("more"):
                 self.check_soon()  # no ring may come after the end of a burst
 
@@ -143,61 +180,66 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         return [("task", {"id": pk}), ("run", {"task_id": pk})]
 
     @database_sync_to_async
-    def page_changes(self) -> dict | None:
-        """A notice when anything a run's or task's page shows changed past the cursor."""
-        assert self.subscription is not None
-        since = self.cursor - OVERLAP
+    def page_changes(self, sub: Subscription) -> dict | None:
+        """A notice when any row a run's or task's page shows changed since it was last seen.
+        Row by row, as on the runs list: a row stamped before the newest one seen may commit
+        after it (two workers of a fan-out) and is news all the same."""
+        since = sub.cursor - OVERLAP
+        sub.sent = {k: u for k, u in sub.sent.items() if u >= since}  # the rest is not re-read
         models = {"run": Run, "task": Task}
-        stamps = [
-            models[name]
-            .objects.filter(updated_at__gte=since, **where)
-            .order_by("-updated_at")
-            .values_list("updated_at", flat=True)
-            .first()
-            for name, where in self.subscription["watched"]
-        ]
-        latest = max((s for s in stamps if s is not None), default=None)
-        if latest is None or latest == self.sent.get("page"):
+        stamps: list[tuple[str, datetime]] = []
+        for name, where in sub.watched:
+            # The newest len(sent) + 1 rows hold one not seen as it is now, if there is one.
+            rows = (
+                models[name]
+                .objects.filter(updated_at__gte=since, **where)
+                .order_by("-updated_at")
+                .values_list("id", Cast("updated_at", TextField()))[: len(sub.sent) + 1]
+            )
+            stamps += [(f"{name}:{i}", _stamp(u)) for i, u in rows]
+        if sub.is_rendered_state:
+            sub.sent.update((k, u) for k, u in stamps if u <= sub.cursor)
+            sub.is_rendered_state = False
+        if all(sub.sent.get(k) == u for k, u in stamps):
             return None
-        self.sent["page"] = latest
-        self.cursor = max(self.cursor, latest)
-        return {"type": self.subscription["kind"], "cursor": self.cursor.isoformat()}
+        sub.sent.update(stamps)
+        sub.cursor = max(sub.cursor, *(u for _, u in stamps))
+        return {"type": sub.kind, "cursor": sub.cursor.isoformat()}
 
-    def unsent(self, changed) -> tuple[list[tuple[str, datetime]], bool]:
+    def unsent(self, sub: Subscription, changed) -> tuple[list[tuple[str, datetime]], bool]:
         """The newest of `changed` not sent yet as they are now, at most MAX_ROWS, and whether
         more are waiting. The LIMIT leaves room for every row already sent, so re-reading the
         OVERLAP window never takes a place in the batch."""
         # As text: the database driver's timestamptz loader costs several times what parsing
         # the ISO text does, and this reads every row changed in the window.
         stamps = changed.order_by("-updated_at").values_list("id", Cast("updated_at", TextField()))[
-            : MAX_ROWS + 1 + len(self.sent)
+            : MAX_ROWS + 1 + len(sub.sent)
         ]
         fetched = [(str(i), _stamp(u)) for i, u in stamps]
-        fresh = [(i, u) for i, u in fetched if self.sent.get(i) != u]
+        fresh = [(i, u) for i, u in fetched if sub.sent.get(i) != u]
         if fetched:
-            self.cursor = max(self.cursor, fetched[0][1])
+            sub.cursor = max(sub.cursor, fetched[0][1])
         return fresh[:MAX_ROWS], len(fresh) > MAX_ROWS
 
     @database_sync_to_async
-    def runs_changes(self) -> dict | None:
-        assert self.subscription is not None
-        form = RunFilterForm(QueryDict(self.subscription["query"]))
+    def runs_changes(self, sub: Subscription) -> dict | None:
+        form = RunFilterForm(QueryDict(sub.query))
         if not form.is_valid():
             return None
         filters = {**form.cleaned_data, "after": None}
-        since = self.cursor - OVERLAP
-        self.sent = {i: u for i, u in self.sent.items() if u >= since}  # the rest is not re-read
+        since = sub.cursor - OVERLAP
+        sub.sent = {i: u for i, u in sub.sent.items() if u >= since}  # the rest is not re-read
         changed = Run.objects.filter(updated_at__gte=since)
         matching = Run.objects.filtered(filters).filter(updated_at__gte=since)
-        fresh, more = self.unsent(matching)
+        fresh, more = self.unsent(sub, matching)
         gone: list[tuple[str, datetime]] = []
         if any(filters.values()):
-            gone, more_gone = self.unsent(changed.exclude(pk__in=matching.values("pk")))
+            gone, more_gone = self.unsent(sub, changed.exclude(pk__in=matching.values("pk")))
             more = more or more_gone
         if not fresh and not gone:
             return None
-        self.sent.update(fresh)
-        self.sent.update(gone)
+        sub.sent.update(fresh)
+        sub.sent.update(gone)
         runs = (
             Run.objects.for_list().filter(id__in=[i for i, _ in fresh]).order_by("created_at", "id")
         )
@@ -216,5 +258,5 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             "more": more,
             # The first page keeps as many rows as its view renders.
             "page_size": PAGE_SIZE,
-            "cursor": self.cursor.isoformat(),
+            "cursor": sub.cursor.isoformat(),
         }

@@ -72,10 +72,11 @@ def run_list(request: HttpRequest) -> HttpResponse:
             "live_cursor": timezone.now().isoformat(),
         }
     )
-    if request.htmx and request.GET.get("after"):
-        return render(request, "hotapp/runs.html#run-rows", context)
+    # The region first: a live reload of a later page asks for the region, not its rows.
     if request.htmx and request.htmx.target == "runs-region":
         return render(request, "hotapp/runs.html#runs-region", context)
+    if request.htmx and request.GET.get("after"):
+        return render(request, "hotapp/runs.html#run-rows", context)
     return render(request, "hotapp/runs.html", context)
 
 

@@ -417,3 +417,103 @@ def test_a_user_pauses_and_resumes_a_schedule(page):
     page.locator("section.schedule", has_text="every_ten_seconds").locator(
         ".badge", has_text="active"
     ).wait_for()
+
+
+# Records what the page sends over its websocket, and keeps the socket to hand messages to.
+SOCKET_SPY = """
+window.__subs = [];
+const realSend = WebSocket.prototype.send;
+WebSocket.prototype.send = function (data) {
+  window.__socket = this;
+  window.__subs.push(JSON.parse(data));
+  return realSend.call(this, data);
+};
+"""
+
+
+def settled(page) -> None:
+    """Wait for the next htmx:afterSettle (live.js's own listener has run by then)."""
+    page.wait_for_function("window.__settled === true")
+    page.evaluate("window.__settled = false")
+
+
+def test_loading_older_runs_keeps_the_live_subscription_and_the_paused_rows(page, celery_worker):
+    from hotapp.views import PAGE_SIZE
+
+    for n in range(PAGE_SIZE + 10):
+        send("test:downstream", {"n": n})
+    wait_for(
+        lambda: Run.objects.filter(status="succeeded").count() == PAGE_SIZE + 10, what="the runs"
+    )
+    page.context.add_init_script(SOCKET_SPY)
+    page.goto("/")
+    live_dot_is_on(page)
+    page.evaluate(
+        "document.addEventListener('htmx:afterSettle', () => { window.__settled = true; })"
+    )
+    page.mouse.wheel(0, 5000)
+    page.wait_for_function("window.scrollY > 100")
+    send("test:downstream", {"n": "late"})
+    pill = page.locator("#new-runs")
+    pill.wait_for(state="visible", timeout=10_000)
+
+    page.click("#run-rows tr.more a")
+    settled(page)
+    assert page.locator("#run-rows tr[id^=run-]").count() == PAGE_SIZE + 10
+    assert page.evaluate("window.__subs.length") == 1  # no new subscription
+    assert pill.is_visible() and "1 new run" in pill.inner_text()  # the paused row still waits
+
+
+def test_a_message_for_an_older_subscription_is_dropped(page):
+    page.context.add_init_script(SOCKET_SPY)
+    page.goto("/")
+    live_dot_is_on(page)
+    page.wait_for_function("window.__subs.length === 1")
+    page.evaluate(
+        "document.addEventListener('htmx:afterSettle', () => { window.__settled = true; })"
+    )
+    page.check("input[name=status][value=failed]")
+    settled(page)
+    subs = page.evaluate("window.__subs")
+    assert [s["query"].split("&")[0] for s in subs] == ["", "status=failed"]
+    assert subs[1]["sub"] > subs[0]["sub"]
+
+    def deliver(sub_id, run_id):
+        created = "2030-01-01T00:00:00+00:00"
+        row = f'<tr id="run-{run_id}" data-created="{created}"><td>stale</td></tr>'
+        message = {
+            "type": "runs",
+            "sub": sub_id,
+            "rows": [{"id": run_id, "created_at": created, "html": row}],
+            "gone": [],
+            "more": False,
+            "page_size": 50,
+        }
+        page.evaluate("m => window.__socket.onmessage({data: JSON.stringify(m)})", message)
+
+    deliver(subs[0]["sub"], "0000-old")  # a check made for the unfiltered list
+    deliver(subs[1]["sub"], "0000-new")
+    page.locator("#run-0000-new").wait_for()
+    assert page.locator("#run-0000-old").count() == 0
+
+
+def test_a_list_told_to_reload_fetches_its_region_and_follows_it(page):
+    page.context.add_init_script(SOCKET_SPY)
+    page.goto("/?status=failed")
+    live_dot_is_on(page)
+    page.wait_for_function("window.__subs.length === 1")
+    page.evaluate(
+        """window.__notReloaded = true;
+        document.addEventListener('htmx:afterSettle', () => { window.__settled = true; });
+        document.getElementById('runs-region').dataset.old = '1';"""
+    )
+    sub = page.evaluate("window.__subs[0].sub")
+    page.evaluate(
+        "s => window.__socket.onmessage({data: JSON.stringify({type: 'reload', sub: s})})", sub
+    )
+    settled(page)
+    assert page.locator("#runs-region[data-old]").count() == 0  # a fresh region
+    assert page.evaluate("window.__notReloaded") is True  # not the whole page
+    subs = page.evaluate("window.__subs")
+    assert len(subs) == 2 and subs[1]["query"] == "status=failed"
+    assert subs[1]["cursor"] == page.get_attribute("#runs-region", "data-cursor")

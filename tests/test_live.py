@@ -1,16 +1,20 @@
 """Live updates over the websocket (hotapp/consumers.py), through the Redis channel layer."""
 
+from datetime import timedelta
+
 import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
 from django.utils import timezone
 
-from hotapp.consumers import MAX_ROWS, LiveConsumer
+from hotapp.consumers import MAX_CATCH_UP, MAX_ROWS, LiveConsumer
 from hotapp.models import Run
 from runtime import executor, send
+from runtime.live import GROUP
 
 pytestmark = pytest.mark.services
 
@@ -158,6 +162,172 @@ def test_a_subscription_to_an_unknown_run_gets_an_error(transactional_db, alice)
         await communicator.connect()
         await communicator.send_json_to({"subscribe": "run", "run": "nope"})
         assert (await communicator.receive_json_from(timeout=5))["type"] == "error"
+        await communicator.disconnect()
+
+    run_async(scenario)
+
+
+async def ring() -> None:
+    """The doorbell runtime.live rings after a commit."""
+    await get_channel_layer().group_send(GROUP, {"type": "runs.changed"})
+
+
+def stamp(run_id, when) -> None:
+    """A committed change of a run, stamped `when` (as a worker that read the clock then)."""
+    Run.objects.filter(id=run_id).update(updated_at=when)
+
+
+def test_a_run_page_hears_of_a_change_stamped_before_the_newest_it_was_told_of(
+    transactional_db, redis_client, alice
+):
+    """Two workers of a fan-out: the later stamp commits first, the earlier one after it."""
+
+    async def scenario():
+        await database_sync_to_async(send)("test:fanout")
+        first, second = await database_sync_to_async(list)(Run.objects.order_by("function"))
+        communicator = connect(alice)
+        await communicator.connect()
+        cursor = max(first.updated_at, second.updated_at)
+        await communicator.send_json_to(
+            {"subscribe": "run", "run": str(first.id), "cursor": cursor.isoformat(), "sub": 1}
+        )
+        assert await communicator.receive_nothing(timeout=0.3)
+
+        late = timezone.now()
+        await database_sync_to_async(stamp)(second.id, late + timedelta(milliseconds=500))
+        await ring()
+        assert (await communicator.receive_json_from(timeout=5))["type"] == "run"
+        await database_sync_to_async(stamp)(first.id, late)  # stamped earlier, committed later
+        await ring()
+        assert (await communicator.receive_json_from(timeout=5))["type"] == "run"
+        await ring()  # nothing new since
+        assert await communicator.receive_nothing(timeout=0.3)
+        await communicator.disconnect()
+
+    run_async(scenario)
+
+
+def test_a_task_page_hears_of_a_change_stamped_before_the_newest_it_was_told_of(
+    transactional_db, redis_client, alice
+):
+    from runtime import start
+    from tests import task_handlers
+
+    async def scenario():
+        handle = await database_sync_to_async(start)(task_handlers.echo)
+        task = await database_sync_to_async(Run.objects.get)(task_id=handle.id)
+        communicator = connect(alice)
+        await communicator.connect()
+        await communicator.send_json_to(
+            {"subscribe": "task", "task": str(handle.id), "cursor": timezone.now().isoformat()}
+        )
+        late = timezone.now()
+
+        def stamp_task(when):
+            from hotapp.models import Task
+
+            Task.objects.filter(id=handle.id).update(updated_at=when)
+
+        await database_sync_to_async(stamp_task)(late + timedelta(milliseconds=500))
+        await ring()
+        assert (await communicator.receive_json_from(timeout=5))["type"] == "task"
+        await database_sync_to_async(stamp)(task.id, late)  # its attempt, stamped earlier
+        await ring()
+        assert (await communicator.receive_json_from(timeout=5))["type"] == "task"
+        await communicator.disconnect()
+
+    run_async(scenario)
+
+
+def test_every_message_carries_the_id_of_the_subscription_it_answers(
+    transactional_db, redis_client, alice
+):
+    async def scenario():
+        communicator = connect(alice)
+        await communicator.connect()
+        await communicator.send_json_to(
+            {"subscribe": "runs", "query": "", "cursor": timezone.now().isoformat(), "sub": 7}
+        )
+        await database_sync_to_async(send)("test:downstream")
+        assert (await communicator.receive_json_from(timeout=5))["sub"] == 7
+        await communicator.send_json_to({"subscribe": "run", "run": "nope", "sub": 8})
+        assert (await communicator.receive_json_from(timeout=5))["sub"] == 8
+        await communicator.disconnect()
+
+    run_async(scenario)
+
+
+def test_a_new_subscription_gets_rows_an_older_one_was_sent(transactional_db, redis_client, alice):
+    async def scenario():
+        communicator = connect(alice)
+        await communicator.connect()
+        before = timezone.now().isoformat()
+        await communicator.send_json_to(
+            {"subscribe": "runs", "query": "status=queued", "cursor": before, "sub": 1}
+        )
+        await database_sync_to_async(send)("test:downstream")
+        run = await database_sync_to_async(Run.objects.get)()
+        assert (await communicator.receive_json_from(timeout=5))["rows"][0]["id"] == str(run.id)
+        await communicator.send_json_to(
+            {"subscribe": "runs", "query": "", "cursor": before, "sub": 2}
+        )
+        message = await communicator.receive_json_from(timeout=5)
+        assert message["sub"] == 2 and [r["id"] for r in message["rows"]] == [str(run.id)]
+        await communicator.disconnect()
+
+    run_async(scenario)
+
+
+def test_a_page_too_far_behind_is_told_to_reload_rather_than_catch_up(
+    transactional_db, redis_client, alice
+):
+    async def scenario():
+        await database_sync_to_async(send)("test:downstream")
+        now = timezone.now()
+        await database_sync_to_async(Run.objects.update)(updated_at=now - MAX_CATCH_UP * 2)
+        communicator = connect(alice)
+        await communicator.connect()
+        stale = (now - MAX_CATCH_UP * 3).isoformat()  # before the run's change
+        await communicator.send_json_to(
+            {"subscribe": "runs", "query": "", "cursor": stale, "sub": 3}
+        )
+        message = await communicator.receive_json_from(timeout=5)
+        assert message["type"] == "reload" and message["sub"] == 3
+        assert await communicator.receive_nothing(timeout=0.3)  # no catching up on the run
+        await communicator.disconnect()
+
+    run_async(scenario)
+
+
+def test_a_cursor_in_the_future_still_hears_of_changes(transactional_db, redis_client, alice):
+    async def scenario():
+        communicator = connect(alice)
+        await communicator.connect()
+        future = (timezone.now() + timedelta(days=1)).isoformat()
+        await communicator.send_json_to(
+            {"subscribe": "runs", "query": "", "cursor": future, "sub": 5}
+        )
+        await database_sync_to_async(send)("test:downstream")
+        message = await communicator.receive_json_from(timeout=5)
+        assert message["type"] == "runs" and len(message["rows"]) == 1
+        await communicator.disconnect()
+
+    run_async(scenario)
+
+
+def test_a_run_page_too_far_behind_refreshes_its_fragment(transactional_db, redis_client, alice):
+    async def scenario():
+        await database_sync_to_async(send)("test:downstream")
+        run = await database_sync_to_async(Run.objects.get)()
+        communicator = connect(alice)
+        await communicator.connect()
+        stale = (timezone.now() - MAX_CATCH_UP - timedelta(minutes=1)).isoformat()
+        await communicator.send_json_to(
+            {"subscribe": "run", "run": str(run.id), "cursor": stale, "resume": True, "sub": 4}
+        )
+        message = await communicator.receive_json_from(timeout=5)
+        assert message["type"] == "run" and message["sub"] == 4
+        assert await communicator.receive_nothing(timeout=0.3)
         await communicator.disconnect()
 
     run_async(scenario)

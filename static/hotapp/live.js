@@ -2,7 +2,9 @@
 // The runs list gets changed rows in batches: the first page places new rows in the list's order
 // (newest first) and keeps to one page of rows; every page updates the rows it shows in place.
 // A run's page re-fetches its own fragment when its workflow changes. On a dropped connection it
-// reconnects with backoff and catches up from the last cursor the server sent.
+// reconnects with backoff and catches up from the last cursor the server sent; a page too far
+// behind is told to reload its list or fragment instead. Every subscription has an id that the
+// server echoes: messages for an older subscription (the filters just changed) are dropped.
 (function () {
   "use strict";
   const TOP = 80; // px from the top that still counts as "at the top"
@@ -21,21 +23,26 @@
     dot.title = state === "on" ? "Live: connected" : "Live: reconnecting…";
   }
 
+  // What this page follows. `resume`: the cursor is the server's, not the state the page was
+  // rendered from, so a run or task page may have missed changes stamped before it.
   function subscription() {
+    const resume = cursor !== null;
     const runs = document.getElementById("runs-region");
     if (runs) return { subscribe: "runs", query: runs.dataset.query, cursor: cursor || runs.dataset.cursor };
     const run = document.getElementById("run-live");
-    if (run) return { subscribe: "run", run: run.dataset.run, cursor: cursor || run.dataset.updated };
+    if (run) return { subscribe: "run", run: run.dataset.run, cursor: cursor || run.dataset.updated, resume: resume };
     const task = document.getElementById("task-live");
-    if (task) return { subscribe: "task", task: task.dataset.task, cursor: cursor || task.dataset.updated };
+    if (task) return { subscribe: "task", task: task.dataset.task, cursor: cursor || task.dataset.updated, resume: resume };
     return null;
   }
 
-  let subscribedTo = null;
+  let subId = 0; // the current subscription's id; messages with another are for an older one
+  let subscribedRegion = null; // the runs region element the current subscription is for
   function subscribe() {
     const sub = subscription();
     if (sub && socket && socket.readyState === WebSocket.OPEN) {
-      subscribedTo = sub.query || sub.run || sub.task;
+      sub.sub = ++subId;
+      subscribedRegion = document.getElementById("runs-region");
       socket.send(JSON.stringify(sub));
     }
   }
@@ -54,10 +61,19 @@
   }
 
   function handle(msg) {
+    if (msg.sub !== subId) return; // a check made for the filters before the current ones
     if (msg.cursor) cursor = msg.cursor;
     if (msg.type === "runs") applyRows(msg);
+    else if (msg.type === "reload") reloadRuns();
     else if (msg.type === "run") refreshRun();
     else if (msg.type === "task") refreshFragment("task-live");
+  }
+
+  // Too far behind to catch up row by row: fetch the list's region again. The new region
+  // subscribes from its own cursor (htmx:afterSettle below).
+  function reloadRuns() {
+    if (!document.getElementById("runs-region")) return;
+    htmx.ajax("GET", location.pathname + location.search, { target: "#runs-region", swap: "outerHTML" });
   }
 
   function parseRow(html) {
@@ -237,10 +253,11 @@
     if (atTop() && queued.size) release();
   }, { passive: true });
 
-  // A new filter swaps the region in: follow the new query from the region's own cursor.
+  // A new filter (or a reload) swaps the region in: follow its query from its own cursor.
+  // "Load older runs" swaps rows inside the region, which keeps its subscription.
   document.addEventListener("htmx:afterSettle", () => {
     const region = document.getElementById("runs-region");
-    if (region && region.dataset.query !== subscribedTo) {
+    if (region && region !== subscribedRegion) {
       cursor = null;
       queued.clear();
       queueFull = false;
