@@ -51,6 +51,9 @@ class Event(models.Model):
     objects = EventQuerySet.as_manager()
 
     class Meta:
+        # Django also indexes the foreign key source_run_id (hotapp_event_source_run_id_…): a
+        # run page's lineage, the events the run sent (run.sent_events), and SET NULL when a
+        # run is deleted.
         indexes = [
             # Newest-first event list, paginated by (created_at, id).
             models.Index(fields=["-created_at", "-id"], name="event_created_idx"),
@@ -149,6 +152,15 @@ class Run(models.Model):
                 name="run_one_per_schedule_tick",
             ),
         ]
+        # Django also indexes each foreign key (hotapp_run_<column>_…), which serve:
+        # - event_id: an event's page and the events list (the runs an event triggered), a run
+        #   page's trigger, and the CASCADE when an event is deleted;
+        # - task_id: a task page's attempts and its live updates (runs WHERE task_id = %s), and
+        #   the sweeper's settle_orphans (a task's active runs, NOT EXISTS);
+        # - schedule_id: SET NULL when a schedule row is deleted;
+        # - origin_run_id: a run page's attempts (origin_run_id = %s; run_one_row_per_attempt
+        #   covers it too) and the CASCADE from a first attempt;
+        # - rerun_of_id: SET NULL when the run a rerun repeats is deleted.
         indexes = [
             # Newest-first run list, paginated by (created_at, id).
             models.Index(fields=["-created_at", "-id"], name="run_created_idx"),
@@ -156,6 +168,9 @@ class Run(models.Model):
             models.Index(fields=["status", "-created_at", "-id"], name="run_status_idx"),
             models.Index(fields=["function", "-created_at", "-id"], name="run_function_idx"),
             models.Index(fields=["event_type", "-created_at", "-id"], name="run_event_type_idx"),
+            # Run list filtered by trigger (?trigger=schedule), newest first:
+            # WHERE trigger = %s ORDER BY created_at DESC, id DESC LIMIT 51.
+            models.Index(fields=["trigger", "-created_at", "-id"], name="run_trigger_idx"),
             # The whole workflow of one stream (lineage graph, workflow view).
             models.Index(fields=["stream_id"], name="run_stream_idx"),
             # Live updates: runs changed since a dashboard's cursor.
@@ -265,12 +280,22 @@ class Task(models.Model):
     objects = KeysetQuerySet.as_manager()
 
     class Meta:
+        # Django also indexes the foreign key parent_run_id: SET NULL when that run is deleted.
         indexes = [
             # Newest-first task list, paginated by (created_at, id).
             models.Index(fields=["-created_at", "-id"], name="task_created_idx"),
             # Sweeper: running tasks past their deadline.
             models.Index(
                 fields=["deadline_at"], condition=Q(status="running"), name="task_deadline_idx"
+            ),
+            # The sweeper's settle_orphans looks for unfinished tasks every pass:
+            # WHERE NOT (status IN <terminal statuses>). Only those rows are in the index, few
+            # however many tasks have finished. Sorted: a set's order differs between processes
+            # and the migration must not.
+            models.Index(
+                fields=["status"],
+                condition=~Q(status__in=sorted(TASK_TERMINAL_STATUSES)),
+                name="task_unfinished_idx",
             ),
         ]
 
@@ -298,6 +323,8 @@ class TaskCheckpoint(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        # Django also indexes the foreign keys task_id (checkpoint_task_idx would serve its
+        # queries: CASCADE from the task) and run_id (SET NULL when the run is deleted).
         indexes = [
             # restore(): the newest checkpoint of a task; the task page's timeline.
             models.Index(fields=["task", "-id"], name="checkpoint_task_idx"),
@@ -322,6 +349,8 @@ class TaskMessage(models.Model):
     )
 
     class Meta:
+        # Django also indexes the foreign keys task_id (CASCADE from the task; message_task_idx
+        # serves the pages) and consumed_by_id (SET NULL when that run is deleted).
         indexes = [
             # receive(): the oldest unconsumed message in a task's inbox.
             models.Index(
