@@ -20,6 +20,7 @@ left starts again with `ctx.restore()` returning the newest checkpoint, and the 
 had taken since that checkpoint are handed out again.
 """
 
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -97,8 +98,9 @@ def start(fn_or_name: Callable[..., Any] | str, input: Any = None) -> "TaskHandl
     handler = registry.handler_named(name)
     if handler is None or handler.kind != "task":
         raise HandlerNotFound(f"No task named {name or fn_or_name!r} is registered")
-    input = {} if input is None else input
-    check_json(input, f"Input of task {name}")
+    # A copy of what was checked: inside a run the task is created only when the run succeeds,
+    # and the caller may change its object before then.
+    input = json.loads(check_json({} if input is None else input, f"Input of task {name}"))
     ctx = current_run()
     task_id = uuid7()
 

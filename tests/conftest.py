@@ -70,6 +70,8 @@ def _drop_stray_connections(django_db_setup, django_db_blocker):
     """Worker threads and processes hold connections to the test database; end them before
     pytest-django drops it."""
     yield
+    if not connection.settings_dict["NAME"].startswith("test_"):
+        return  # no test used the database, so none was created (never touch the real one)
     with django_db_blocker.unblock(), connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
