@@ -3,6 +3,10 @@
 Layer 0 (the top row) holds the events that started the stream; each run sits one layer below
 the event that triggered it, and each event one layer below the run that sent it. Retries of a
 run share its layer, side by side.
+
+A rerun starts a stream of its own but keeps the event of the run it repeats, which lives in
+the earlier stream: that event and the repeated run are drawn too, marked as from another
+workflow, with a dashed "rerun" edge from the repeated run to its rerun.
 """
 
 import uuid
@@ -22,6 +26,7 @@ class Node:
     layer: int = 0
     row: int = 0
     is_focus: bool = False
+    is_external: bool = False  # from another stream: a rerun's event and the run it repeats
 
     @property
     def x(self) -> int:
@@ -42,13 +47,26 @@ class Node:
 class Edge:
     source: Node
     target: Node
+    kind: str = "flow"  # "flow": triggered or sent; "rerun": the target repeats the source
 
     @property
     def path(self) -> str:
+        if self.source.layer == self.target.layer:  # side by side: from one's side to the other's
+            left, right = sorted((self.source, self.target), key=lambda n: n.x)
+            y = left.y + NODE_HEIGHT // 2
+            return f"M{left.x + NODE_WIDTH},{y} L{right.x},{y}"
         x1, y1 = self.source.x + NODE_WIDTH // 2, self.source.y + NODE_HEIGHT
         x2, y2 = self.target.x + NODE_WIDTH // 2, self.target.y
         mid = (y1 + y2) // 2
         return f"M{x1},{y1} C{x1},{mid} {x2},{mid} {x2},{y2}"
+
+    @property
+    def middle(self) -> tuple[int, int]:
+        """Where the edge's label goes: half way, just above the line."""
+        x1, x2 = self.source.x + NODE_WIDTH // 2, self.target.x + NODE_WIDTH // 2
+        if self.source.layer == self.target.layer:
+            return (x1 + x2) // 2, self.source.y + NODE_HEIGHT // 2 - 5
+        return (x1 + x2) // 2, (self.source.y + NODE_HEIGHT + self.target.y) // 2 - 5
 
 
 @dataclass
@@ -60,18 +78,34 @@ class Graph:
     is_cut: bool = False  # more than MAX_NODES in the stream
 
 
+EVENT_FIELDS = ("id", "type", "source_run_id", "is_handled", "created_at")  # no payloads
+RUN_FIELDS = ("id", "function", "status", "attempt", "event_id", "rerun_of_id", "created_at")
+
+
 def stream_graph(stream_id: uuid.UUID, focus_id: uuid.UUID | None = None) -> Graph:
     events = list(
-        Event.objects.filter(stream_id=stream_id).order_by("created_at", "id")[:MAX_NODES]
+        Event.objects.filter(stream_id=stream_id)
+        .only(*EVENT_FIELDS)
+        .order_by("created_at", "id")[:MAX_NODES]
     )
     runs = list(
         Run.objects.filter(stream_id=stream_id)
-        .only("id", "function", "status", "attempt", "event_id", "origin_run_id", "created_at")
+        .only(*RUN_FIELDS)
         .order_by("created_at", "id")[:MAX_NODES]
     )
     graph = Graph(is_cut=len(events) >= MAX_NODES or len(runs) >= MAX_NODES)
     event_nodes = {e.id: Node("event", e, is_focus=e.id == focus_id) for e in events}
     run_nodes = {r.id: Node("run", r, is_focus=r.id == focus_id) for r in runs}
+    # Reruns: the event they keep and the run they repeat, both of an earlier stream.
+    reruns = [r for r in runs if r.rerun_of_id]
+    repeated_ids = {r.rerun_of_id for r in reruns} - run_nodes.keys()
+    for run in Run.objects.filter(id__in=repeated_ids).only(*RUN_FIELDS):
+        run_nodes[run.id] = Node("run", run, is_external=True)
+    missing_events = {n.obj.event_id for n in run_nodes.values() if n.obj.event_id}
+    for event in Event.objects.filter(id__in=missing_events - event_nodes.keys()).only(
+        *EVENT_FIELDS
+    ):
+        event_nodes[event.id] = Node("event", event, is_external=True)
     runs_by_event: dict[uuid.UUID, list[Node]] = {}
     for node in run_nodes.values():
         runs_by_event.setdefault(node.obj.event_id, []).append(node)
@@ -107,6 +141,9 @@ def stream_graph(stream_id: uuid.UUID, focus_id: uuid.UUID | None = None) -> Gra
     for node in graph.nodes:
         node.row = rows.get(node.layer, 0)
         rows[node.layer] = node.row + 1
+    for run in reruns:
+        if run.rerun_of_id in run_nodes:
+            graph.edges.append(Edge(run_nodes[run.rerun_of_id], run_nodes[run.id], "rerun"))
     layers = max(rows, default=0) + 1
     widest = max(rows.values(), default=1)
     graph.width = 2 * PAD + widest * NODE_WIDTH + (widest - 1) * GAP_X
