@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from hotapp.models import Event
 from runtime import send
 from tests.conftest import drain
+from tests.test_runs_page import submit
 
 pytestmark = pytest.mark.django_db
 
@@ -65,6 +66,16 @@ def test_it_filters_by_type_and_by_handled(alice_client, events):
 
     assert [Event.objects.get(id=i).type for i in shown_ids(by_type)] == ["order:shipped"]
     assert [Event.objects.get(id=i).type for i in shown_ids(unhandled)] == ["nobody:listens"]
+
+
+def test_the_filter_form_works_without_javascript(alice_client, events):
+    page = alice_client.get("/events/").content.decode()
+
+    unhandled = submit(alice_client, page, handled="no", q="space")
+    paid = submit(alice_client, page, type="order:paid", handled="yes", q="order_id:7")
+
+    assert [Event.objects.get(id=i).type for i in shown_ids(unhandled)] == ["nobody:listens"]
+    assert [Event.objects.get(id=i).type for i in shown_ids(paid)] == ["order:paid"]
 
 
 def test_it_searches_event_payloads(alice_client, events):

@@ -2,6 +2,7 @@
 
 import re
 from datetime import timedelta
+from html.parser import HTMLParser
 
 import pytest
 from django.db import connection
@@ -11,7 +12,7 @@ from django.utils import timezone
 from hotapp.models import Run
 from hotapp.querysets import filtered_page
 from hotapp.search import Search
-from runtime import send
+from runtime import cancel_run, executor, rerun, send
 from tests.conftest import drain
 
 pytestmark = pytest.mark.django_db
@@ -205,10 +206,102 @@ def test_htmx_gets_only_the_fragment_it_asks_for(alice_client, orders, monkeypat
     assert len(shown_ids(rows)) == 2
 
 
+class FormReader(HTMLParser):
+    """The fields of the page's filter form, as a browser without JavaScript submits them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.form: dict | None = None
+        self.fields: dict[str, list[str]] = {}  # name -> the values it can take
+        self.buttons: list[str] = []
+        self._select: str | None = None
+        self._in_form = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "form" and attrs.get("id") == "filters":
+            self.form, self._in_form = attrs, True
+        elif not self._in_form:
+            return
+        elif tag == "input":
+            self.fields.setdefault(attrs["name"], []).append(attrs.get("value") or "")
+        elif tag == "select":
+            self._select = attrs["name"]
+            self.fields[self._select] = []
+        elif tag == "option" and self._select:
+            self.fields[self._select].append(attrs["value"])
+        elif tag == "button":
+            self.buttons.append(attrs.get("type", "submit"))
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self._select = None
+        elif tag == "form":
+            self._in_form = False
+
+
+def submit(client, page: str, **values):
+    """Fill the filter form's fields and submit it with GET to its action."""
+    reader = FormReader()
+    reader.feed(page)
+    assert reader.form["method"] == "get" and "submit" in reader.buttons
+    params = {}
+    for name, value in values.items():
+        assert name in reader.fields, f"the form has no field {name}"
+        options = reader.fields[name]
+        if name in ("status", "trigger", "handled"):  # checkboxes, selects: their values
+            assert all(v in options for v in ([value] if isinstance(value, str) else value))
+        params[name] = value
+    return client.get(reader.form["action"], params)
+
+
 def test_the_filter_form_works_without_javascript(alice_client, orders):
+    send("test:downstream", {"order_id": 41})  # queued, and triggered by another event type
     page = alice_client.get("/").content.decode()
 
-    assert '<form id="filters" class="filters" method="get" action="/"' in page
+    response = submit(
+        alice_client,
+        page,
+        status=["succeeded", "queued"],
+        function="hotapp.demo.handlers.on_order_created",
+        trigger="event",
+        q="order_id:41",
+    )
+
+    [run] = Run.objects.filter(id__in=shown_ids(response))
+    assert run.function.endswith("on_order_created") and run.attempt == 2
+    again = submit(alice_client, response.content.decode(), status="queued", q="order_id:41")
+    assert [Run.objects.get(id=i).function for i in shown_ids(again)] == [
+        "tests.handlers.downstream"
+    ]
+
+
+def test_it_filters_by_trigger(alice_client, orders):
+    paid = Run.objects.get(function__endswith="on_order_paid", input__order_id=40)
+    again = rerun(paid.id)
+
+    assert shown_ids(alice_client.get("/?trigger=manual")) == [str(again.id)]
+    assert str(again.id) not in shown_ids(alice_client.get("/?trigger=event"))
+
+
+def test_the_list_shows_when_each_run_started_or_that_it_has_not(alice_client):
+    send("test:downstream", {"n": "waits"})
+    send("test:downstream", {"n": "cancelled"})
+    send("test:downstream", {"n": "runs"})
+    cancel_run(Run.objects.get(input__n="cancelled").id)
+    ran = Run.objects.get(input__n="runs")
+    executor.execute(ran.id)
+    ran.refresh_from_db()
+    page = alice_client.get("/").content.decode()
+
+    def when(run) -> str:
+        row = re.search(rf'<tr id="run-{run.id}".*?</tr>', page, re.S).group(0)
+        return re.sub(r"<[^>]+>", "", re.findall(r'<td class="when">.*?</td>', row)[0])
+
+    assert when(ran) == timezone.localtime(ran.started_at).strftime("%b %-d, %H:%M:%S")
+    assert when(Run.objects.get(input__n="waits")) == "queued"
+    assert when(Run.objects.get(input__n="cancelled")) == "—"
+    assert "<th>Started</th>" in page
 
 
 @pytest.fixture
