@@ -174,29 +174,62 @@ def event_detail(request: HttpRequest, event_id) -> HttpResponse:
     )
 
 
+def bars(counts: list[dict], bar_width: float, height: float, base: float) -> list[dict]:
+    """SVG geometry of a bar per count ({"total", "failed"}) standing on y = `base`, the highest
+    total `height` tall; the failures are drawn over each bar from its foot."""
+    peak = max((c["total"] for c in counts), default=0) or 1
+    geometry = []
+    for i, count in enumerate(counts):
+        total_height = height * count["total"] / peak
+        failed_height = height * count["failed"] / peak
+        geometry.append(
+            {
+                **count,
+                "x": i * bar_width,
+                "y": base - total_height,
+                "height": total_height,
+                "failed_y": base - failed_height,
+                "failed_height": failed_height,
+            }
+        )
+    return geometry
+
+
+OVERVIEW_FUNCTIONS = 25  # the busiest functions the overview charts
+
+
 @login_required
 def overview(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(days=1)
     start = minutes_back(now, 60)
-    minutes = {row["minute"]: row for row in Run.objects.per_minute(start)}
-    rows = [minutes.get(start + timedelta(minutes=i), {"total": 0, "failed": 0}) for i in range(60)]
-    peak = max(row["total"] for row in rows) or 1
-    buckets = []
-    for i, row in enumerate(rows):  # bar geometry for the SVG chart (600 x 150 units)
-        height, failed_height = 140 * row["total"] / peak, 140 * row["failed"] / peak
-        buckets.append(
+    minutes = [start + timedelta(minutes=i) for i in range(60)]
+    overall = {m: {"minute": m, "total": 0, "failed": 0} for m in minutes}
+    by_function: dict[str, dict] = {}
+    for row in Run.objects.per_function_minute(start):
+        cells = by_function.setdefault(
+            row["function"], {m: {"minute": m, "total": 0, "failed": 0} for m in minutes}
+        )
+        for cell in (overall[row["minute"]], cells[row["minute"]]):
+            cell["total"] += row["total"]
+            cell["failed"] += row["failed"]
+    functions = []
+    for name, cells in by_function.items():
+        total = sum(c["total"] for c in cells.values())
+        failed = sum(c["failed"] for c in cells.values())
+        functions.append(
             {
-                "minute": start + timedelta(minutes=i),
-                "total": row["total"],
-                "failed": row["failed"],
-                "x": i * 10,
-                "y": 150 - height,
-                "height": height,
-                "failed_y": 150 - failed_height,
-                "failed_height": failed_height,
+                "function": name,
+                "total": total,
+                "failed": failed,
+                "failure_rate": failed / total,
+                "peak": max(c["total"] for c in cells.values()),
+                # 60 bars of 3 units in a 180 x 24 sparkline.
+                "bars": bars(list(cells.values()), 3, 24, 24),
             }
         )
+    functions.sort(key=lambda f: (-f["total"], f["function"]))
+    buckets = bars(list(overall.values()), 10, 140, 150)  # the 600 x 160 chart, axis at 150
     hour_counts = Run.objects.status_counts(hour_ago)
     day_counts = Run.objects.status_counts(day_ago)
     return render(
@@ -208,8 +241,9 @@ def overview(request: HttpRequest) -> HttpResponse:
                 for value, label in RunStatus.choices
             ],
             "buckets": buckets,
-            "peak": peak,
-            "functions": Run.objects.per_function(hour_ago),
+            "peak": max(b["total"] for b in buckets),
+            "functions": functions[:OVERVIEW_FUNCTIONS],
+            "more_functions": len(functions) - OVERVIEW_FUNCTIONS,
             "failures": Run.objects.recent_failures(10),
             "runs_url": "/?" + urlencode({"status": "failed"}),
         },
