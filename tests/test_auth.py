@@ -88,3 +88,45 @@ def test_actions_need_a_csrf_token(alice, workflow):
 
     assert client.post(f"/runs/{run.id}/retry/").status_code == 403
     assert Run.objects.count() == 4
+
+
+def websocket(headers: list[tuple[bytes, bytes]]):
+    """A websocket to /ws/live/ through the application daphne serves (origin check, session
+    auth, routing), as a browser opens it."""
+    from channels.testing import WebsocketCommunicator
+
+    from hotapp.asgi import application
+
+    return WebsocketCommunicator(application, "/ws/live/", headers=headers)
+
+
+def connects(headers: list[tuple[bytes, bytes]]) -> tuple[bool, int | None]:
+    from asgiref.sync import async_to_sync
+
+    async def attempt():
+        communicator = websocket(headers)
+        connected, code = await communicator.connect()
+        if connected:
+            await communicator.disconnect()
+        return connected, code
+
+    return async_to_sync(attempt)()
+
+
+SAME_ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_live_socket_refuses_anonymous_visitors(redis_client):
+    assert connects([SAME_ORIGIN]) == (False, 4401)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_live_socket_accepts_a_logged_in_user_from_the_same_origin(client, alice, redis_client):
+    client.force_login(alice)
+    cookie = (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
+
+    assert connects([SAME_ORIGIN, cookie])[0] is True
+    # The same session, from a page of another site, is refused before any consumer runs.
+    assert connects([(b"origin", b"http://evil.example"), cookie])[0] is False
+    assert connects([cookie])[0] is False  # no Origin at all
