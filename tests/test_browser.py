@@ -517,3 +517,60 @@ def test_a_list_told_to_reload_fetches_its_region_and_follows_it(page):
     subs = page.evaluate("window.__subs")
     assert len(subs) == 2 and subs[1]["query"] == "status=failed"
     assert subs[1]["cursor"] == page.get_attribute("#runs-region", "data-cursor")
+
+
+LONG_FUNCTION = (
+    "acme.billing.integrations.payment_providers.handlers."
+    "reconcile_the_settlement_report_of_every_payment_provider_with_the_general_ledger"
+)
+LONG_TYPE = "billing:settlement-report-received-from-the-payment-provider." + "x" * 120
+
+
+def large_payload() -> dict:
+    return {
+        "report_id": "r-1",
+        "signature": "ab" * 60_000,  # 120 kB without a space to break at
+        "lines": [
+            {"sku": f"SKU-{n:05d}", "amount": n * 1.25, "memo": "ok " * 20} for n in range(300)
+        ],
+    }
+
+
+def test_the_layout_holds_with_a_very_long_function_name_and_a_large_payload(page):
+    from django.utils import timezone
+
+    from hotapp.models import Event
+
+    now = timezone.now()
+    event = Event.objects.create(
+        type=LONG_TYPE, data=large_payload(), stream_id=Event().id, created_at=now, is_handled=True
+    )
+    common = dict(function=LONG_FUNCTION, trigger="event", event=event, event_type=LONG_TYPE)
+    common.update(stream_id=event.stream_id, input=large_payload(), started_at=now)
+    failed = Run.objects.create(
+        **common,
+        status="failed",
+        error_type="acme.billing.errors.SettlementReportDoesNotBalanceAgainstTheLedgerError",
+        error_message="unbalanced:" + "d" * 3000,
+        error_traceback='  File "acme/billing/' + "deep/" * 200 + 'x.py", line 1\n' * 20,
+        created_at=now,
+        finished_at=now,
+    )
+    Run.objects.create(
+        **common, status="succeeded", result=large_payload(), created_at=now, finished_at=now
+    )
+    pages = {
+        "long-runs": "/",
+        "long-run": f"/runs/{failed.id}/",
+        "long-events": "/events/",
+        "long-event": f"/events/{event.id}/",
+        "long-overview": "/overview/",
+    }
+    for name, url in pages.items():
+        page.goto(url)
+        page.wait_for_load_state("networkidle")
+        shot(page, name)
+        widths = page.evaluate(
+            "[document.documentElement.scrollWidth, window.innerWidth, document.body.scrollWidth]"
+        )
+        assert max(widths[0], widths[2]) <= widths[1], (name, widths)
