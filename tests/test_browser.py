@@ -574,3 +574,11 @@ def test_the_layout_holds_with_a_very_long_function_name_and_a_large_payload(pag
             "[document.documentElement.scrollWidth, window.innerWidth, document.body.scrollWidth]"
         )
         assert max(widths[0], widths[2]) <= widths[1], (name, widths)
+        # No badge sticks out of its cell to be cut off (a cell ellipsizes only its text).
+        clipped = page.evaluate(
+            """[...document.querySelectorAll('td .badge')].filter((el) => {
+              const cell = el.closest('td').getBoundingClientRect();
+              return el.getBoundingClientRect().right > cell.right + 0.5;
+            }).map((el) => el.textContent.slice(0, 40))"""
+        )
+        assert not clipped, (name, clipped)
