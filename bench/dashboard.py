@@ -328,6 +328,9 @@ def requests(client: Client, now: datetime) -> list[tuple[str, str, dict]]:
     def runs(label, params, **headers):
         return (label, "/?" + urlencode(params, doseq=True), headers)
 
+    def events(label, params, **headers):
+        return (label, "/events/?" + urlencode(params, doseq=True), headers)
+
     first = client.get("/").content.decode()  # page 2 as a browser reaches it: the link's URL
     page2 = html.unescape(re.search(r'href="(\?[^"]*after=[^"]*)"', first).group(1))
     total = Run.objects.count()
@@ -352,6 +355,8 @@ def requests(client: Client, now: datetime) -> list[tuple[str, str, dict]]:
         runs("runs status=queued+running", {"status": ["queued", "running"]}),
         runs("runs function=on_order_paid", {"function": "hotapp.demo.handlers.on_order_paid"}),
         runs("runs event_type=order:shipped", {"event_type": "order:shipped"}),
+        runs("runs trigger=event", {"trigger": "event"}),
+        runs("runs trigger=manual (none)", {"trigger": "manual"}),
         runs("runs since 2 days until 1 day ago", {"since": since, "until": until}),
         runs("runs q=order_id:4242", {"q": "order_id:4242"}),
         runs("runs q=customer.email:...4242", {"q": "customer.email:customer4242@example.com"}),
@@ -367,9 +372,16 @@ def requests(client: Client, now: datetime) -> list[tuple[str, str, dict]]:
         ("run trace.json", f"/runs/{retry.id}/trace.json", {}),
         ("events list", "/events/", {}),
         ("events list (htmx events-region)", "/events/", htmx("events-region")),
-        ("events q=order_id:4242", "/events/?" + urlencode({"q": "order_id:4242"}), {}),
+        events("events type=order:paid", {"type": "order:paid"}),
+        events("events handled=yes", {"handled": "yes"}),
+        events("events handled=no (none)", {"handled": "no"}),
+        events("events q=order_id:4242", {"q": "order_id:4242"}),
+        events("events q=customer4242", {"q": "customer4242"}),
+        events("events q=mug (every order:created)", {"q": "mug"}),
         ("event detail", f"/events/{retry.event_id}/", {}),
         ("overview", "/overview/", {}),
+        ("tasks list", "/tasks/", {}),
+        ("schedules", "/schedules/", {}),
     ]
 
 
