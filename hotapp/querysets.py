@@ -63,6 +63,21 @@ class KeysetQuerySet(models.QuerySet):
     def newest_first(self):
         return self.order_by("-created_at", "-id")
 
+    def older_than(self, cursor: Cursor) -> "KeysetQuerySet":
+        """The rows after `cursor` in newest-first order: a row comparison the (created_at, id)
+        index seeks straight to."""
+        meta = self.model._meta
+        table = meta.db_table
+        created_at = meta.get_field("created_at").get_db_prep_value(cursor[0], connection)
+        row_id = meta.pk.get_db_prep_value(cursor[1], connection)
+        return self.filter(
+            RawSQL(
+                f'("{table}"."created_at", "{table}"."id") < (%s, %s)',
+                [created_at, row_id],
+                BooleanField(),
+            )
+        )
+
     def page(
         self, after: Cursor | None, size: int, words: tuple[str, ...] = ()
     ) -> tuple[list, Cursor | None]:
@@ -74,17 +89,7 @@ class KeysetQuerySet(models.QuerySet):
         """
         qs = self.newest_first()
         if after is not None:
-            meta = self.model._meta
-            table = meta.db_table
-            created_at = meta.get_field("created_at").get_db_prep_value(after[0], connection)
-            row_id = meta.pk.get_db_prep_value(after[1], connection)
-            qs = qs.filter(
-                RawSQL(
-                    f'("{table}"."created_at", "{table}"."id") < (%s, %s)',
-                    [created_at, row_id],
-                    BooleanField(),
-                )
-            )
+            qs = qs.older_than(after)
         if words and connection.vendor == "postgresql" and self._is_broad(words):
             rows = self._window_matches(qs, words, size + 1)
             if len(rows) <= size:  # the window is spent: go on from its oldest row
@@ -131,20 +136,23 @@ class KeysetQuerySet(models.QuerySet):
         return list(rows.prefetch_related(*qs._prefetch_related_lookups))
 
     def _window_edge(self, qs) -> Cursor | None:
-        """The oldest row of the first SEARCH_WINDOW rows of `qs`, where the next window starts;
-        None when the window holds every row there is. Not OFFSET: the window's keys come from
-        an index scan that stops at the LIMIT, and the oldest of them is picked from those."""
+        """The oldest of the first SEARCH_WINDOW rows of `qs`, where the next window starts;
+        None when no row is older. Not OFFSET: the window's keys come from an index-only scan
+        that stops at the LIMIT, and the oldest of them is kept as they stream by (a top-1
+        sort); whether anything is older is one index seek."""
         inner, params = qs.values_list("created_at", "id")[:SEARCH_WINDOW].query.sql_with_params()
         with connection.cursor() as cursor:
             cursor.execute(
-                f'SELECT "created_at", "id", count(*) OVER () FROM ({inner}) AS "window" '
+                f'SELECT "created_at", "id" FROM ({inner}) AS "window" '
                 'ORDER BY "created_at", "id" LIMIT 1',
                 params,
             )
-            row = cursor.fetchone()
-        if row is None or row[2] < SEARCH_WINDOW:
+            edge = cursor.fetchone()
+        # In the list's order, so the probe seeks along the index from the edge (exists() would
+        # drop the ORDER BY, and with it the seek, when no older row matches).
+        if edge is None or not qs.older_than(edge).values_list("id", flat=True)[:1]:
             return None
-        return row[0], row[1]
+        return edge[0], edge[1]
 
 
 class RunQuerySet(KeysetQuerySet):
