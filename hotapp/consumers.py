@@ -11,9 +11,10 @@ database, at most once per THROTTLE seconds, and sends:
   waiting for a ring, newest first, until the backlog is sent or older than the OVERLAP window;
   so at any rate a browser gets at most MAX_ROWS rows per THROTTLE seconds and still ends up
   with the newest state once a burst is over;
-- on a run's page: a `run` notice when anything in the run's workflow changed, and on a task's
-  page a `task` notice when the task, its attempts, checkpoints or messages changed; the page
-  then fetches its own fragment (with its session's permissions and CSRF token).
+- on a run's page: a `run` notice when anything in the run's workflow changed, on a task's
+  page a `task` notice when the task, its attempts, checkpoints or messages changed, and on the
+  tasks list a `tasks` notice when any task changed; the page then fetches its own fragment
+  (with its session's permissions and CSRF token).
 
 Each subscription carries the page's id for it (`sub`), echoed in every message: a check made
 for an older subscription (a filter the user just changed) is dropped, by the consumer and by
@@ -73,15 +74,15 @@ class Subscription:
     """What one page follows and what it has been sent. A new subscription starts afresh: a
     check still running for the one before changes only that one's state."""
 
-    kind: str  # "runs" | "run" | "task"
+    kind: str  # "runs" | "run" | "task" | "tasks"
     id: Any  # the page's id for it, echoed in every message
     cursor: datetime
     query: str = ""  # runs: the list's filters, as a query string
-    watched: list[tuple[str, dict]] = field(default_factory=list)  # run, task: (model, filter)
-    # "model:id" (runs: id) -> updated_at last sent (runs) or shown (run and task pages).
+    watched: list[tuple[str, dict]] = field(default_factory=list)  # pages: (model, filter)
+    # "model:id" (runs: id) -> updated_at last sent (runs) or shown (other pages).
     sent: dict[str, datetime] = field(default_factory=dict)
-    # Run and task pages: the first check takes rows stamped up to the cursor as shown (the page
-    # was rendered from them); false on a reconnect, which may have missed any of them.
+    # Other pages: the first check takes rows stamped up to the cursor as shown (the page was
+    # rendered from them); false on a reconnect, which may have missed any of them.
     is_rendered_state: bool = False
 
 
@@ -112,7 +113,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             cursor = now  # the reload below shows everything up to now
         if kind == "runs":
             sub = Subscription("runs", sub_id, cursor, query=str(content.get("query", "")))
-        elif kind in ("run", "task"):
+        elif kind in ("run", "task", "tasks"):
             watched = await self.watched_rows(kind, content.get(kind))
             if watched is None:
                 await self.send_json(
@@ -167,7 +168,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def watched_rows(self, kind: str, key: object) -> list[tuple[str, dict]] | None:
-        """The rows whose changes a run or task page shows: (model name, filter) pairs."""
+        """The rows whose changes a page shows: (model name, filter) pairs."""
+        if kind == "tasks":
+            return [("task", {})]  # every change of a task stamps its row (runtime.tasks)
         try:
             pk = uuid.UUID(str(key))
         except ValueError:

@@ -284,6 +284,8 @@ class Task(models.Model):
         indexes = [
             # Newest-first task list, paginated by (created_at, id).
             models.Index(fields=["-created_at", "-id"], name="task_created_idx"),
+            # Live updates of the tasks list: tasks changed since a page's cursor.
+            models.Index(fields=["updated_at"], name="task_updated_idx"),
             # Sweeper: running tasks past their deadline.
             models.Index(
                 fields=["deadline_at"], condition=Q(status="running"), name="task_deadline_idx"
@@ -358,7 +360,7 @@ class TaskMessage(models.Model):
                 condition=Q(direction="in", consumed_at__isnull=True),
                 name="message_inbox_idx",
             ),
-            # The task page: every message in and out, in order.
+            # The task page: its newest messages in and out (read backwards), shown in order.
             models.Index(fields=["task", "id"], name="message_task_idx"),
         ]
 

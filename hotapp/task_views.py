@@ -35,6 +35,8 @@ CHECKPOINTS_SHOWN = 100
 
 @login_required
 def task_list(request: HttpRequest) -> HttpResponse:
+    # The live cursor: changes stamped after this may be missing from what is read below.
+    rendered_at = timezone.now()
     # Counted per row shown, after the LIMIT (a GROUP BY over both joins would count every
     # task's checkpoints times its runs before paging).
     tasks = Task.objects.annotate(
@@ -68,6 +70,7 @@ def task_list(request: HttpRequest) -> HttpResponse:
             "errors": errors,
             # Only the first page refreshes itself: later pages hold older tasks, in place.
             "is_first_page": after is None,
+            "rendered_at": rendered_at,
         },
     )
 

@@ -20,7 +20,7 @@ from hotapp.lineage import stream_graph
 from hotapp.models import TERMINAL_STATUSES, Event, Run, RunStatus, RunTrace
 from hotapp.querysets import filtered_page, minutes_back
 from runtime import HotError, cancel_run, rerun, retry_run
-from runtime.registry import all_handlers
+from runtime.registry import all_handlers, subscribed_event_types
 
 PAGE_SIZE = 50
 
@@ -35,10 +35,9 @@ def next_page_url(request: HttpRequest, cursor) -> str:
 
 
 def _filter_choices() -> dict:
-    handlers = all_handlers()
     return {
-        "functions": [h.name for h in handlers],
-        "event_types": sorted({h.event_type for h in handlers if h.event_type}),
+        "functions": [h.name for h in all_handlers()],
+        "event_types": subscribed_event_types(),
     }
 
 
@@ -103,7 +102,7 @@ def run_context(request: HttpRequest, run: Run) -> dict:
 @login_required
 def run_detail(request: HttpRequest, run_id) -> HttpResponse:
     run = get_object_or_404(
-        Run.objects.select_related("event", "event__source_run", "rerun_of"), id=run_id
+        Run.objects.select_related("event", "event__source_run", "rerun_of", "task"), id=run_id
     )
     template = "hotapp/run_detail.html"
     if request.htmx and request.htmx.target == "run-live":

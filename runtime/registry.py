@@ -137,6 +137,11 @@ def handlers_for(event_type: str) -> tuple[Handler, ...]:
     return _by_event.get(event_type, ())
 
 
+def subscribed_event_types() -> list[str]:
+    """Every event type some handler is subscribed to (a stacked handler has several)."""
+    return sorted(event_type for event_type, handlers in _by_event.items() if handlers)
+
+
 def all_handlers(kind: str | None = None) -> list[Handler]:
     return sorted(
         (h for h in _by_name.values() if kind is None or h.kind == kind), key=lambda h: h.name

@@ -1,6 +1,7 @@
 """Live updates over the websocket (hotapp/consumers.py), through the Redis channel layer."""
 
 from datetime import timedelta
+from unittest.mock import ANY
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -234,6 +235,35 @@ def test_a_task_page_hears_of_a_change_stamped_before_the_newest_it_was_told_of(
         await database_sync_to_async(stamp)(task.id, late)  # its attempt, stamped earlier
         await ring()
         assert (await communicator.receive_json_from(timeout=5))["type"] == "task"
+        await communicator.disconnect()
+
+    run_async(scenario)
+
+
+def test_the_tasks_list_hears_of_a_new_task_and_of_its_changes(
+    transactional_db, redis_client, alice
+):
+    from runtime import start
+    from tests import task_handlers
+
+    async def scenario():
+        communicator = connect(alice)
+        await communicator.connect()
+        await communicator.send_json_to(
+            {"subscribe": "tasks", "cursor": timezone.now().isoformat(), "sub": 3}
+        )
+        assert await communicator.receive_nothing(timeout=0.3)
+
+        handle = await database_sync_to_async(start)(task_handlers.echo)
+        assert await communicator.receive_json_from(timeout=5) == {
+            "type": "tasks",
+            "sub": 3,
+            "cursor": ANY,
+        }
+        await database_sync_to_async(handle.cancel)()
+        assert (await communicator.receive_json_from(timeout=5))["type"] == "tasks"
+        await ring()  # nothing new since
+        assert await communicator.receive_nothing(timeout=0.3)
         await communicator.disconnect()
 
     run_async(scenario)

@@ -38,6 +38,17 @@ def test_stacked_subscriptions_give_one_handler_one_run_per_event():
     assert sorted(run.result for run in runs) == ["audit:created", "audit:deleted"]
 
 
+def test_every_type_of_a_stacked_handler_is_offered_in_the_runs_filter(admin_client):
+    @on_event("audit:archived")
+    @on_event("audit:restored")
+    def audit_both(event):
+        return event.type
+
+    page = admin_client.get("/").content.decode()
+
+    assert '<option value="audit:archived"' in page and '<option value="audit:restored"' in page
+
+
 def test_registering_the_same_function_again_changes_nothing():
     def once(event):
         return "once"

@@ -159,9 +159,11 @@ def test_an_unknown_status_filter_on_the_tasks_page_says_so(alice_client, echo_t
     assert 'id="task-' not in page  # no rows rather than an unfiltered list
 
 
-def test_the_first_page_of_tasks_refreshes_itself_with_new_tasks(alice_client, echo_task):
+def test_the_first_page_of_tasks_is_live_and_its_region_can_be_fetched_alone(
+    alice_client, echo_task
+):
     page = alice_client.get("/tasks/?status=queued").content.decode()
-    assert 'hx-get="/tasks/?status=queued" hx-trigger="every 5s"' in page
+    assert 'id="tasks-region" data-live="tasks" data-updated="' in page
 
     started = start(task_handlers.waits_for_mail)
     region = alice_client.get(
@@ -172,13 +174,13 @@ def test_the_first_page_of_tasks_refreshes_itself_with_new_tasks(alice_client, e
     assert f'id="task-{started.id}"' in region and f'id="task-{echo_task.id}"' not in region
 
 
-def test_a_later_page_of_tasks_does_not_refresh_itself(alice_client, echo_task):
+def test_a_later_page_of_tasks_is_not_live(alice_client, echo_task):
     first = alice_client.get("/tasks/").content.decode()
-    assert "every 5s" in first
+    assert 'data-live="tasks"' in first
 
     later = alice_client.get("/tasks/?after=" + encode_cursor(timezone.now(), uuid7()))
 
-    assert "every 5s" not in later.content.decode()
+    assert 'data-live="tasks"' not in later.content.decode()
 
 
 def test_the_schedules_page_reads_its_rows_once_and_writes_nothing(alice_client):

@@ -1,7 +1,8 @@
 // Live updates for Hot App pages over one websocket (hotapp/consumers.py).
 // The runs list gets changed rows in batches: the first page places new rows in the list's order
 // (newest first) and keeps to one page of rows; every page updates the rows it shows in place.
-// A run's page re-fetches its own fragment when its workflow changes. On a dropped connection it
+// A run's page re-fetches its own fragment when its workflow changes, a task's page when the task
+// does, the tasks list when any task does. On a dropped connection it
 // reconnects with backoff and catches up from the last cursor the server sent; a page too far
 // behind is told to reload its list or fragment instead. Every subscription has an id that the
 // server echoes: messages for an older subscription (the filters just changed) are dropped.
@@ -33,6 +34,8 @@
     if (run) return { subscribe: "run", run: run.dataset.run, cursor: cursor || run.dataset.updated, resume: resume };
     const task = document.getElementById("task-live");
     if (task) return { subscribe: "task", task: task.dataset.task, cursor: cursor || task.dataset.updated, resume: resume };
+    const tasks = document.getElementById("tasks-region");
+    if (tasks && tasks.dataset.live) return { subscribe: "tasks", cursor: cursor || tasks.dataset.updated, resume: resume };
     return null;
   }
 
@@ -67,6 +70,7 @@
     else if (msg.type === "reload") reloadRuns();
     else if (msg.type === "run") refreshRun();
     else if (msg.type === "task") refreshFragment("task-live");
+    else if (msg.type === "tasks") refreshFragment("tasks-region");
   }
 
   // Too far behind to catch up row by row: fetch the list's region again. The new region
@@ -224,7 +228,7 @@
     if (!document.getElementById(id)) return Promise.resolve();
     if (pending.has(id)) { pending.set(id, true); return Promise.resolve(); }
     pending.set(id, false);
-    return htmx.ajax("GET", location.pathname, { target: "#" + id, swap: "outerHTML" })
+    return htmx.ajax("GET", location.pathname + location.search, { target: "#" + id, swap: "outerHTML" })
       .finally(() => {
         const again = pending.get(id);
         pending.delete(id);
