@@ -51,7 +51,12 @@
   }
 
   function connect() {
-    if (!subscription()) return;
+    if (!subscription()) {
+      // Nothing on this page is live (the overview refreshes itself): no dot that says otherwise.
+      const dot = document.getElementById("live-state");
+      if (dot) dot.hidden = true;
+      return;
+    }
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     socket = new WebSocket(scheme + "://" + location.host + "/ws/live/");
     socket.onopen = () => { retries = 0; setState("on"); subscribe(); };
