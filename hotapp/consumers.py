@@ -42,7 +42,7 @@ from django.utils import timezone
 from hotapp.filters import RunFilterForm
 from hotapp.models import Run, Task
 from hotapp.views import PAGE_SIZE
-from runtime.live import GROUP
+from runtime.live import GROUP, serving_websockets
 
 THROTTLE = 0.1
 # Transactions commit out of updated_at order; re-reading a little behind the cursor catches a
@@ -92,6 +92,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
+        serving_websockets(asyncio.get_running_loop())
         self.subscription: Subscription | None = None
         self.last_flush = 0.0
         self.is_check_due = False

@@ -22,18 +22,35 @@ RING_INTERVAL = 0.05
 # One event loop per publishing thread, for the thread's life: the Redis channel layer keeps its
 # connection per loop, so a fresh loop per message (async_to_sync) would reconnect every time.
 _loops = threading.local()
+# hot dev: the event loop serving this process's websockets. The in-memory channel layer's
+# queues belong to it, and asyncio objects may not be touched from another thread's loop.
+_websocket_loop: asyncio.AbstractEventLoop | None = None
+
+
+def serving_websockets(loop: asyncio.AbstractEventLoop) -> None:
+    """Called by the dashboard's consumer: rings go out on `loop` when the layer is in-memory."""
+    global _websocket_loop
+    _websocket_loop = loop
 
 
 def _notify(_items: list) -> None:
-    from channels.layers import get_channel_layer
+    from channels.layers import InMemoryChannelLayer, get_channel_layer
 
     layer = get_channel_layer()
     if layer is None:
         return
+    message = layer.group_send(GROUP, {"type": "runs.changed"})
+    served_by = _websocket_loop
+    if isinstance(layer, InMemoryChannelLayer) and served_by is not None:
+        if served_by.is_running():
+            asyncio.run_coroutine_threadsafe(message, served_by).result(timeout=5)
+        else:
+            message.close()  # the server stopped: nobody to tell
+        return
     loop = getattr(_loops, "loop", None)
     if loop is None:
         loop = _loops.loop = asyncio.new_event_loop()
-    loop.run_until_complete(layer.group_send(GROUP, {"type": "runs.changed"}))
+    loop.run_until_complete(message)
 
 
 _bell = Bell("hot-live", _notify, RING_INTERVAL)
