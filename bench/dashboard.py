@@ -53,7 +53,7 @@ def configure() -> None:
     the dashboard's function and event-type lists); harness.configure pins HOT_HANDLER_MODULES."""
     os.environ.update(
         DATABASE_URL=DATABASE_URL,
-        DJANGO_SETTINGS_MODULE="hotapp.settings",
+        DJANGO_SETTINGS_MODULE="hotproject.settings",
         HOT_HANDLER_MODULES="hotapp.demo.handlers",
         HOT_LOG_LEVEL="WARNING",
         HOT_DEBUG="false",

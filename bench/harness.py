@@ -23,7 +23,7 @@ def configure(**extra_env: str) -> None:
         {
             "DATABASE_URL": DATABASE_URL,
             "REDIS_URL": REDIS_URL,
-            "DJANGO_SETTINGS_MODULE": "hotapp.settings",
+            "DJANGO_SETTINGS_MODULE": "hotproject.settings",
             "HOT_HANDLER_MODULES": "bench.handlers",
             "HOT_LOG_LEVEL": "WARNING",
             **extra_env,
@@ -64,14 +64,14 @@ def reset_state() -> None:
 
 @contextmanager
 def workers(concurrency: int = 2, **env: str):
-    """A `celery -A hotapp worker` (prefork) process against the scratch database."""
+    """A `celery -A hotproject worker` (prefork) process against the scratch database."""
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "celery",
             "-A",
-            "hotapp",
+            "hotproject",
             "worker",
             "--pool=prefork",
             f"--concurrency={concurrency}",

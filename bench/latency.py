@@ -3,7 +3,7 @@
     python bench/latency.py [--rate 100] [--seconds 20] [--concurrency 2]
 
 Events are sent on a fixed timetable (the i-th at start + i/rate, whatever happened before), to
-one `celery -A hotapp worker` (prefork). Latency is the run's started_at minus its created_at
+one `celery -A hotproject worker` (prefork). Latency is the run's started_at minus its created_at
 (both stamped on this machine's clock: at send() and at the claim). Prints p50/p90/p99/max;
 asserts nothing. Goal: p50 <= 5 ms, p99 <= 25 ms.
 """

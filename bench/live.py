@@ -4,7 +4,7 @@
 
 Goal: p95 <= 250 ms at 1,000 run transitions a second.
 
-What runs: the dashboard as a real `daphne hotapp.asgi:application` process (Redis channel
+What runs: the dashboard as a real `daphne hotproject.asgi:application` process (Redis channel
 layer, PostgreSQL), and headless Chromium (Playwright) logged in and showing the runs list (/),
 scrolled to the top. A MutationObserver in the page stamps Date.now() for every run row
 (`tr#run-<id>`) it sees inserted and still in the page when the observer runs, whether one by one
@@ -128,7 +128,7 @@ def start_daphne(log) -> tuple[subprocess.Popen, str]:
         port = s.getsockname()[1]
     proc = subprocess.Popen(
         [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-        + ["hotapp.asgi:application"],
+        + ["hotproject.asgi:application"],
         cwd=ROOT,
         env=os.environ,
         stdout=log,
@@ -210,7 +210,7 @@ def main() -> None:
         {
             "DATABASE_URL": DATABASE_URL,
             "REDIS_URL": REDIS_URL,
-            "DJANGO_SETTINGS_MODULE": "hotapp.settings",
+            "DJANGO_SETTINGS_MODULE": "hotproject.settings",
             "HOT_LOG_LEVEL": "WARNING",
         }
     )

@@ -2,7 +2,7 @@
 
     python bench/memory.py [--runs 100000] [--concurrency 2]
 
-One-step runs (`bench:ping`, traced, results kept) through one `celery -A hotapp worker`
+One-step runs (`bench:ping`, traced, results kept) through one `celery -A hotproject worker`
 (prefork). Prints each process's VmRSS at 1k, 10k, 50k and the final count; growth past warm-up
 would be a leak. Asserts nothing.
 """

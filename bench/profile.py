@@ -1,7 +1,7 @@
 """Where Hot's time goes: py-spy samples every process of the workflow benchmark.
 
 Runs N 3-step order workflows (bench/handlers.py) through PostgreSQL + Redis + one
-`celery -A hotapp worker` (prefork) as bench/workflow.py does, with `py-spy record` attached to
+`celery -A hotproject worker` (prefork) as bench/workflow.py does, with `py-spy record` attached to
 the worker (main process and children) and to the sending process. Prints, per process group,
 the time per step spent holding the GIL (Python's CPU time; waits on sockets release it), where
 it goes by component (from each sample's innermost frame) and the functions with the most

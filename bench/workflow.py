@@ -4,7 +4,7 @@
 
 The 3-step order workflow (bench/handlers.py; bench/baseline.py for Celery) with trivial work,
 N workflows sent as fast as one process can, timed from the first send to the last completion:
-1. Hot: PostgreSQL + Redis + `celery -A hotapp worker` (prefork), inputs, results, traces kept.
+1. Hot: PostgreSQL + Redis + `celery -A hotproject worker` (prefork), inputs, results, traces kept.
 2. Celery chained with .delay(), results stored by django-celery-results in PostgreSQL.
 3. Celery chained with .delay(), no result storage.
 Prints workflows/s, steps/s and the ratios; first how fast the sending process alone goes for
@@ -30,7 +30,7 @@ def hot_throughput(n: int, concurrency: int, label: str = "hot", **worker_env: s
     from runtime import send
 
     harness.reset_state()
-    worker_env.setdefault("DJANGO_SETTINGS_MODULE", "hotapp.settings")
+    worker_env.setdefault("DJANGO_SETTINGS_MODULE", "hotproject.settings")
     with harness.workers(concurrency=concurrency, **worker_env):
         send("bench:order:created", {"order_id": 0, "items": [{"price": 1}]})  # warm up
         harness.wait_until(lambda: Run.objects.filter(status=RunStatus.SUCCEEDED).count() == 3, 60)

@@ -140,7 +140,7 @@ def task_action(request: HttpRequest, task_id, action: str) -> HttpResponse:
     if request.htmx:
         task.refresh_from_db()
         return render(request, "hotapp/task_detail.html#task-live", task_context(request, task))
-    return redirect("task-detail", task_id=task.id)
+    return redirect("hot:task-detail", task_id=task.id)
 
 
 @login_required
@@ -184,4 +184,4 @@ def schedule_action(request: HttpRequest, schedule_id: int, action: str) -> Http
         messages.success(request, f"{schedule.name} resumed; it fires from its next tick.")
     else:
         return HttpResponse("No such action.", status=404)
-    return redirect("schedule-list")
+    return redirect("hot:schedule-list")

@@ -1,8 +1,11 @@
-from django.contrib import admin
-from django.contrib.auth import views as auth_views
+"""The dashboard's and the JSON API's URLs. A project mounts them under a prefix of its choice,
+in the namespace `hot`: `path("hot/", include("hotapp.urls"))`."""
+
 from django.urls import path
 
 from hotapp import api, task_views, views
+
+app_name = "hot"
 
 urlpatterns = [
     path("", views.run_list, name="run-list"),
@@ -26,7 +29,4 @@ urlpatterns = [
     path("api/runs/<uuid:run_id>/<str:action>/", api.run_action, name="api-run-action"),
     path("api/events/", api.events, name="api-events"),
     path("api/events/<uuid:event_id>/", api.event, name="api-event"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("admin/", admin.site.urls),
 ]

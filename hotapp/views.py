@@ -141,11 +141,11 @@ def run_action(request: HttpRequest, run_id, action: str) -> HttpResponse:
         messages.success(request, DONE[action].format(attempt=attempt))
         if action == "rerun":
             # A rerun is a new run in a new stream: go and watch it.
-            return redirect("run-detail", run_id=outcome.id)
+            return redirect("hot:run-detail", run_id=outcome.id)
     if request.htmx:
         run = get_object_or_404(Run.objects.select_related("event", "event__source_run"), id=run_id)
         return render(request, "hotapp/run_detail.html#run-live", run_context(request, run))
-    return redirect("run-detail", run_id=run_id)
+    return redirect("hot:run-detail", run_id=run_id)
 
 
 @login_required

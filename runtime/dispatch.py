@@ -11,12 +11,12 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 
+from hotapp.conf import hot_settings
 from runtime.bell import Bell
+from runtime.celery_app import celery_app
 
 logger = logging.getLogger("hot.dispatch")
 
@@ -29,7 +29,7 @@ DOORBELL_INTERVAL = 0.002
 
 def queue_for(trigger: str) -> str | None:
     """Task attempts go to their own queue so that long tasks never starve event handlers."""
-    return settings.HOT["TASK_QUEUE"] if trigger == "task" else None
+    return hot_settings()["TASK_QUEUE"] if trigger == "task" else None
 
 
 def enqueue_on_commit(run_ids: Sequence[uuid.UUID], queue: str | None = None) -> None:
@@ -55,17 +55,16 @@ def flush() -> None:
 def _publish(rung: list[tuple[str | None, uuid.UUID]]) -> None:
     """One message per task attempt on the task queue; on the event queue one per CLAIM_BATCH
     runs, since the worker that takes one claims the oldest queued runs in batches."""
-    from runtime.celery_tasks import execute_run, execute_task
-
-    task_queue = settings.HOT["TASK_QUEUE"]
+    task_queue = hot_settings()["TASK_QUEUE"]
     events = [run_id for queue, run_id in rung if queue != task_queue]
-    step = settings.HOT["CLAIM_BATCH"]
-    doorbells: list[tuple[Any, str | None, uuid.UUID]]
-    doorbells = [(execute_run, None, run_id) for run_id in events[::step]]
-    doorbells += [(execute_task, q, run_id) for q, run_id in rung if q == task_queue]
+    step = hot_settings()["CLAIM_BATCH"]
+    doorbells: list[tuple[str, str | None, uuid.UUID]]
+    doorbells = [("hot.execute_run", None, run_id) for run_id in events[::step]]
+    doorbells += [("hot.execute_task", q, run_id) for q, run_id in rung if q == task_queue]
+    app = celery_app()
     for sent, (task, queue, run_id) in enumerate(doorbells):
         try:
-            task.apply_async((str(run_id),), queue=queue)
+            app.send_task(task, (str(run_id),), queue=queue)
         except Exception:
             # The broker is away: the rest would fail as slowly; the sweeper rings them all.
             logger.warning(
@@ -84,11 +83,12 @@ atexit.register(flush)
 
 def schedule_retry_promotion(run_id: uuid.UUID, delay: timedelta) -> None:
     """Ask a worker to promote a pending retry when it is due; the sweeper is the fallback."""
-    from runtime.celery_tasks import promote_retry
 
     def publish() -> None:
         try:
-            promote_retry.apply_async((str(run_id),), countdown=delay.total_seconds())
+            celery_app().send_task(
+                "hot.promote_retry", (str(run_id),), countdown=delay.total_seconds()
+            )
         except Exception:
             logger.warning(
                 "could not schedule retry promotion; the sweeper will promote it",

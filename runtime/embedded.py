@@ -6,10 +6,10 @@ import threading
 from dataclasses import dataclass
 
 from celery.worker import WorkController
-from django.conf import settings
 
+from hotapp.conf import hot_settings
 from runtime import scheduler
-from runtime.celery_app import app
+from runtime.celery_app import celery_app
 
 logger = logging.getLogger("hot.embedded")
 
@@ -41,13 +41,14 @@ class Embedded:
 
 def start(concurrency: int = 4, sweep_interval: float | None = None) -> Embedded:
     """Start a thread-pool Celery worker and a sweeper in this process; wait until consuming."""
+    app = celery_app()
     app.finalize()
     worker = _ThreadWorker(
         app=app,
         # One worker for both queues: Celery keeps the queue selection per app, so two workers
         # in one process cannot consume different queues. Production runs task attempts on
         # workers of their own (`hot worker -Q hot.tasks`).
-        queues=["celery", settings.HOT["TASK_QUEUE"]],
+        queues=["celery", hot_settings()["TASK_QUEUE"]],
         pool="threads",
         concurrency=concurrency,
         hostname=f"embedded-{os.getpid()}@localhost",

@@ -6,11 +6,11 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
+from hotapp.conf import hot_settings
 from hotapp.ids import uuid7
 from hotapp.models import Event, Run, RunStatus, Trigger
 from runtime import dispatch
@@ -73,7 +73,7 @@ def persist_events(sent: Sent, *also: Sequence[Model], keep: int = 0, token: str
     kept = runs[:keep]
     if kept:
         now = timezone.now()
-        lease = now + timedelta(seconds=settings.HOT["RUN_LEASE_SECONDS"])
+        lease = now + timedelta(seconds=hot_settings()["RUN_LEASE_SECONDS"])
         for run in kept:
             run.status, run.claimed_by = RunStatus.RUNNING, token
             run.started_at, run.lease_expires_at = now, lease

@@ -23,10 +23,10 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypedDict
 
-from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from hotapp.conf import hot_settings
 from hotapp.models import Run, RunStatus, RunTrace, TaskStatus, Trigger
 from runtime import dispatch, registry, tasks
 from runtime.context import Event, RunContext, Tick, activate
@@ -131,7 +131,7 @@ class _BatchSizer:
         self.average = 0.8 * self.average + 0.2 * (seconds / max(count, 1))
 
     def size(self) -> int:
-        most = settings.HOT["CLAIM_BATCH"]
+        most = hot_settings()["CLAIM_BATCH"]
         return max(1, min(most, int(BATCH_BUDGET_SECONDS / max(self.average, 1e-6))))
 
 
@@ -250,7 +250,7 @@ def _call(run: Run, ctx: RunContext) -> Outcome:
             "retry the run"
         )
         return _failed(run, ctx, started, missing, allow_retry=False)
-    tracer = new_tracer(ctx) if handler.trace and settings.HOT["TRACE"] else None
+    tracer = new_tracer(ctx) if handler.trace and hot_settings()["TRACE"] else None
     try:
         argument = handler_argument(handler.kind, run, ctx)
         with activate(ctx), tracing(tracer):
@@ -328,7 +328,7 @@ def call_handler(fn: Callable[[Any], Any], argument: Any) -> Any:
 
 
 def new_tracer(ctx: RunContext) -> Tracer:
-    hot = settings.HOT
+    hot = hot_settings()
     return Tracer(
         user_code(),
         hot["TRACE_MAX_SPANS"],
@@ -362,7 +362,7 @@ _CLAIM_SET = "status = %s, started_at = %s, updated_at = %s, lease_expires_at = 
 
 def _claim_params(token: str) -> list:
     now = timezone.now()
-    lease = now + timedelta(seconds=settings.HOT["RUN_LEASE_SECONDS"])
+    lease = now + timedelta(seconds=hot_settings()["RUN_LEASE_SECONDS"])
     field = Run._meta.get_field("started_at")
     stamp = field.get_db_prep_value(now, connection)
     return [

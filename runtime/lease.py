@@ -9,10 +9,10 @@ import threading
 import uuid
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
+from hotapp.conf import hot_settings
 from hotapp.models import Run, RunStatus
 from runtime.context import RunContext
 
@@ -39,7 +39,7 @@ class LeaseKeeper:
 
     def interval(self) -> float:
         # Renew well before expiry; poll at least every 2 s so a cancel is noticed quickly.
-        return min(settings.HOT["RUN_LEASE_SECONDS"] / 3, 2.0)
+        return min(hot_settings()["RUN_LEASE_SECONDS"] / 3, 2.0)
 
     def _loop(self) -> None:
         while True:
@@ -56,7 +56,7 @@ class LeaseKeeper:
                 close_old_connections()
 
     def renew(self, active: dict[uuid.UUID, tuple[RunContext, str]]) -> None:
-        lease = timezone.now() + timedelta(seconds=settings.HOT["RUN_LEASE_SECONDS"])
+        lease = timezone.now() + timedelta(seconds=hot_settings()["RUN_LEASE_SECONDS"])
         tokens = {token for _, token in active.values()}
         mine = Run.objects.filter(id__in=list(active), claimed_by__in=tokens)
         mine.filter(status=RunStatus.RUNNING).update(lease_expires_at=lease)

@@ -4,8 +4,7 @@ import json
 import re
 from typing import Any
 
-from django.conf import settings
-
+from hotapp.conf import hot_settings
 from runtime.exceptions import InvalidEventType, PayloadError
 
 # Segments of letters, digits, '_', '-', '.', joined by ':' — "order:created", "billing.v2:paid".
@@ -58,7 +57,7 @@ def check_json(value: Any, what: str) -> str:
             f"{what} contains a lone surrogate ({char!r}), which is not Unicode text and "
             "cannot be stored"
         ) from None
-    limit = settings.HOT["MAX_PAYLOAD_BYTES"]
+    limit = hot_settings()["MAX_PAYLOAD_BYTES"]
     if size > limit:
         raise PayloadError(
             f"{what} is {size} bytes as JSON; the limit is {limit} (HOT_MAX_PAYLOAD_BYTES)"

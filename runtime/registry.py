@@ -152,9 +152,10 @@ def discover_handlers() -> None:
     """Import each installed app's `handlers` module, then those in HOT_HANDLER_MODULES."""
     from importlib import import_module
 
-    from django.conf import settings
     from django.utils.module_loading import autodiscover_modules
 
+    from hotapp.conf import hot_settings
+
     autodiscover_modules("handlers")
-    for module in settings.HOT["HANDLER_MODULES"]:
+    for module in hot_settings()["HANDLER_MODULES"]:
         import_module(module)

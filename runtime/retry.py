@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.conf import settings
+from hotapp.conf import hot_settings
 
 BACKOFFS = ("fixed", "linear", "exponential")
 
@@ -49,7 +49,7 @@ class Retry:
 
     def as_dict(self) -> dict:
         """The clamped policy, as stored on each run (delays in milliseconds)."""
-        hot = settings.HOT
+        hot = hot_settings()
         delay_ms = min(
             max(_as_ms(self.delay, "delay"), hot["RETRY_MIN_DELAY_MS"]), hot["RETRY_MAX_DELAY_MS"]
         )

@@ -6,9 +6,9 @@ import logging
 import threading
 import time
 
-from django.conf import settings
 from django.db import close_old_connections
 
+from hotapp.conf import hot_settings
 from runtime import schedules, sweeper
 
 logger = logging.getLogger("hot.scheduler")
@@ -16,7 +16,7 @@ TICK_SECONDS = 1.0
 
 
 def run_forever(stop: threading.Event, sweep_interval: float | None = None) -> None:
-    sweep_interval = sweep_interval or settings.HOT["SWEEP_INTERVAL_SECONDS"]
+    sweep_interval = sweep_interval or hot_settings()["SWEEP_INTERVAL_SECONDS"]
     next_sweep = 0.0
     synced = False
     while not stop.is_set():

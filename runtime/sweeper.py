@@ -10,11 +10,11 @@ is harmless: a second delivery of a run is a no-op).
 import logging
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from hotapp.conf import hot_settings
 from hotapp.models import Run, RunStatus, Task, TaskStatus
 from runtime import dispatch, retries, tasks
 from runtime.exceptions import HotError, TaskTimedOut
@@ -43,7 +43,7 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
 
 
 def requeue_stale(now: datetime) -> int:
-    cutoff = now - timedelta(seconds=settings.HOT["REQUEUE_AFTER_SECONDS"])
+    cutoff = now - timedelta(seconds=hot_settings()["REQUEUE_AFTER_SECONDS"])
     stale = list(
         Run.objects.filter(status=RunStatus.QUEUED, queued_at__lte=cutoff)
         .order_by("queued_at")
@@ -96,7 +96,7 @@ def recover_expired_leases(now: datetime) -> int:
                 finished_at=now,
                 lease_expires_at=None,
             )
-        elif recoveries < settings.HOT["MAX_RECOVERIES"]:
+        elif recoveries < hot_settings()["MAX_RECOVERIES"]:
             if transition(
                 still_lost,
                 now=now,
@@ -112,7 +112,7 @@ def recover_expired_leases(now: datetime) -> int:
             error = describe_error(
                 WorkerLost(
                     f"The worker running this run died {recoveries + 1} times "
-                    f"(HOT_MAX_RECOVERIES={settings.HOT['MAX_RECOVERIES']}); last claim {token}"
+                    f"(HOT_MAX_RECOVERIES={hot_settings()['MAX_RECOVERIES']}); last claim {token}"
                 )
             )
             ended += transition(
@@ -132,7 +132,7 @@ def recover_expired_leases(now: datetime) -> int:
 
 
 def force_overdue_cancels(now: datetime) -> int:
-    cutoff = now - timedelta(seconds=settings.HOT["CANCEL_GRACE_SECONDS"])
+    cutoff = now - timedelta(seconds=hot_settings()["CANCEL_GRACE_SECONDS"])
     return transition(
         Run.objects.filter(status=RunStatus.RUNNING, cancel_requested_at__lte=cutoff),
         now=now,
@@ -145,7 +145,7 @@ def force_overdue_cancels(now: datetime) -> int:
 def force_task_timeouts(now: datetime) -> int:
     """End tasks that ran past their deadline without noticing (a handler that never reaches a
     checkpoint, receive or traced call), HOT_CANCEL_GRACE_SECONDS after it."""
-    cutoff = now - timedelta(seconds=settings.HOT["CANCEL_GRACE_SECONDS"])
+    cutoff = now - timedelta(seconds=hot_settings()["CANCEL_GRACE_SECONDS"])
     overdue = list(
         Task.objects.filter(status=TaskStatus.RUNNING, deadline_at__lt=cutoff).values_list(
             "id", flat=True

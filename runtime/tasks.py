@@ -27,10 +27,10 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from hotapp.conf import hot_settings
 from hotapp.ids import uuid7
 from hotapp.models import (
     TASK_TERMINAL_STATUSES,
@@ -193,7 +193,7 @@ class TaskContext:
         """The next inbox message; None after `timeout` seconds, or once the inbox is closed
         and empty. Cancellation and the task's timeout take effect while it waits."""
         give_up = None if timeout is None else time.monotonic() + timeout
-        poll = settings.HOT["TASK_POLL_SECONDS"]
+        poll = hot_settings()["TASK_POLL_SECONDS"]
         while True:
             self.check_cancelled()
             found, body = self._take_next()

@@ -26,10 +26,10 @@ from pathlib import Path
 from types import CodeType, FrameType
 from typing import Any
 
-from django.conf import settings
 from django.core.signals import setting_changed
 from django.db.models import Model, QuerySet
 
+from hotapp.conf import hot_settings
 from runtime.exceptions import type_name
 
 TRACE_FORMAT = 1
@@ -237,7 +237,7 @@ def user_code() -> UserCode:
     """What counts as user code under the settings in force (HOT_TRACE_INCLUDE/EXCLUDE)."""
     global _user_code
     if _user_code is None:
-        hot = settings.HOT
+        hot = hot_settings()
         _user_code = UserCode(hot["TRACE_INCLUDE"], hot["TRACE_EXCLUDE"])
     return _user_code
 

@@ -102,7 +102,7 @@ def celery_worker(transactional_db, redis_client):
 def worker_process(
     transactional_db, redis_client, tmp_path
 ) -> Iterator[Callable[..., subprocess.Popen]]:
-    """Start `celery -A hotapp worker` as a separate process against the test database."""
+    """Start `celery -A hotproject worker` as a separate process against the test database."""
     started: list[subprocess.Popen] = []
     logs = []
 
@@ -121,7 +121,7 @@ def worker_process(
                 "-m",
                 "celery",
                 "-A",
-                "hotapp",
+                "hotproject",
                 "worker",
                 "--pool=solo",
                 f"--queues=celery,{settings.HOT['TASK_QUEUE']}",

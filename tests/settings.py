@@ -16,7 +16,7 @@ os.environ.setdefault(
     "hotapp.demo.handlers,tests.handlers,tests.trace_handlers,tests.task_handlers",
 )
 
-from hotapp.settings import *  # noqa: E402,F403
+from hotproject.settings import *  # noqa: E402,F403
 
 # An app found the way a user's app is: by its `handlers` module (tests/test_registry.py).
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.discovered_app"]  # noqa: F405

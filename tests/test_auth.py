@@ -95,7 +95,7 @@ def websocket(headers: list[tuple[bytes, bytes]]):
     auth, routing), as a browser opens it."""
     from channels.testing import WebsocketCommunicator
 
-    from hotapp.asgi import application
+    from hotproject.asgi import application
 
     return WebsocketCommunicator(application, "/ws/live/", headers=headers)
 

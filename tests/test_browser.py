@@ -19,7 +19,7 @@ SHOTS = Path(os.environ.get("HOT_SCREENSHOTS", "/tmp/hot-screenshots"))
 
 
 class DaphneServer:
-    """`daphne hotapp.asgi:application` on a free port, against the test database."""
+    """`daphne hotproject.asgi:application` on a free port, against the test database."""
 
     def __init__(self, log_path: Path) -> None:
         with socket.socket() as s:
@@ -44,7 +44,7 @@ class DaphneServer:
                 "127.0.0.1",
                 "-p",
                 str(self.port),
-                "hotapp.asgi:application",
+                "hotproject.asgi:application",
             ],
             cwd=ROOT,
             env=env,

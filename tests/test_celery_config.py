@@ -1,7 +1,6 @@
 """Celery acknowledges a doorbell only after its run, and puts it back if the worker dies."""
 
-from runtime.celery_app import app
-from runtime.celery_tasks import execute_run, execute_task, promote_retry
+from runtime.celery_app import app, execute_run, execute_task, promote_retry
 
 
 def test_the_app_acknowledges_late_and_rejects_on_a_lost_worker():

@@ -44,7 +44,7 @@ def test_hot_dev_runs_the_demo_workflow_to_completion_on_sqlite(tmp_path):
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "REDIS_URL", "HOT_HANDLER_MODULES")
     }
-    env.update(DJANGO_SETTINGS_MODULE="hotapp.settings", HOT_DATA_DIR=str(tmp_path))
+    env.update(DJANGO_SETTINGS_MODULE="hotproject.settings", HOT_DATA_DIR=str(tmp_path))
     port = free_port()
     out = (tmp_path / "hot-dev.log").open("w")
     proc = subprocess.Popen(

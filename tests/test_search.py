@@ -167,7 +167,7 @@ def sqlite_results(tmp_path_factory) -> dict:
     }
     data_dir = tmp_path_factory.mktemp("sqlite-search")
     env.update(
-        DJANGO_SETTINGS_MODULE="hotapp.settings",
+        DJANGO_SETTINGS_MODULE="hotproject.settings",
         HOT_DATA_DIR=str(data_dir),
         ALLOWED_HOSTS="testserver",
     )

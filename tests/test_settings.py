@@ -5,14 +5,14 @@ import runpy
 
 import pytest
 
-import hotapp.settings
+import hotproject.settings
 
 
 def settings_with(monkeypatch, **env: str) -> dict:
     """hotapp/settings.py as a process started with `env` would load it."""
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    return runpy.run_path(hotapp.settings.__file__)
+    return runpy.run_path(hotproject.settings.__file__)
 
 
 def test_the_defaults_load(monkeypatch):

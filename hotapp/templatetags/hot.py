@@ -1,7 +1,7 @@
 import json
 
 from django import template
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 
 register = template.Library()
 
@@ -48,4 +48,13 @@ def runs_url(**params) -> str:
     """A runs-list link with the given filters (status="failed", function=…)."""
     from urllib.parse import urlencode
 
-    return reverse("run-list") + "?" + urlencode({k: v for k, v in params.items() if v})
+    return reverse("hot:run-list") + "?" + urlencode({k: v for k, v in params.items() if v})
+
+
+@register.simple_tag
+def logout_url() -> str:
+    """The project's `logout` URL, or "" where the project names none (no Log out button)."""
+    try:
+        return reverse("logout")
+    except NoReverseMatch:
+        return ""

@@ -20,6 +20,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from hotapp.conf import hot_settings
 from runtime import HotError, scheduler, schedules, send, sweeper
 from runtime.registry import all_handlers
 
@@ -104,7 +105,7 @@ class Command(BaseCommand):
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-        interval = settings.HOT["SWEEP_INTERVAL_SECONDS"]
+        interval = hot_settings()["SWEEP_INTERVAL_SECONDS"]
         self.stdout.write(
             f"hot scheduler: firing schedules every second, sweeping every {interval}s "
             "(Ctrl-C to stop)"
@@ -112,15 +113,15 @@ class Command(BaseCommand):
         scheduler.run_forever(stop)
 
     def handle_worker(self, celery_args: list[str], **_):
-        from runtime.celery_app import app
+        from runtime.celery_app import celery_app
 
-        app.worker_main(["worker", "--loglevel=INFO", *celery_args])
+        celery_app().worker_main(["worker", "--loglevel=INFO", *celery_args])
 
     def handle_dev(self, host, port, concurrency, no_demo, demo_orders, **_):
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server
 
-        from hotapp.asgi import application
+        from hotproject.asgi import application
         from runtime import embedded
 
         call_command("migrate", interactive=False, verbosity=0)
@@ -128,7 +129,7 @@ class Command(BaseCommand):
         if not settings.REDIS_URL and "HOT_REQUEUE_AFTER_SECONDS" not in os.environ:
             # The in-process broker cannot hear `hot send` from another terminal; the sweeper
             # rings for those runs soon instead of after the production default of 30 s.
-            settings.HOT["REQUEUE_AFTER_SECONDS"] = 3.0
+            settings.HOT = {**hot_settings(), "REQUEUE_AFTER_SECONDS": 3.0}
         if not no_demo:
             from hotapp.demo import handlers as demo
 

@@ -1,4 +1,4 @@
-"""Settings for Hot. Everything comes from the environment (hotapp/env.py).
+"""Settings of the standalone project. Everything comes from the environment (hotproject/env.py).
 
 Embedded default (nothing set): SQLite file under HOT_DATA_DIR, in-process Celery broker,
 in-memory channel layer. Production: DATABASE_URL=postgres://… and REDIS_URL=redis://….
@@ -6,7 +6,9 @@ in-memory channel layer. Production: DATABASE_URL=postgres://… and REDIS_URL=r
 
 from pathlib import Path
 
-from hotapp.env import database_from_url, env_bool, env_float, env_int, env_list, env_str
+from hotapp.conf import DEFAULTS as HOT_DEFAULTS
+from hotapp.conf import redis_channel_layer
+from hotproject.env import database_from_url, env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("HOT_DATA_DIR", str(BASE_DIR / ".hot")))
@@ -40,12 +42,13 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
-ROOT_URLCONF = "hotapp.urls"
-ASGI_APPLICATION = "hotapp.asgi.application"
+ROOT_URLCONF = "hotproject.urls"
+ASGI_APPLICATION = "hotproject.asgi.application"
 
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
+        # The project's own templates (its login page); the app's live inside hotapp/.
         "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
@@ -84,7 +87,6 @@ TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "static"
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
@@ -92,12 +94,7 @@ LOGOUT_REDIRECT_URL = "/login/"
 
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
-        }
-    }
+    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
@@ -124,46 +121,48 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_max": 0.5,
 }
 
-# Hot's own knobs (docs/architecture.md lists them). Numbers out of range stop start-up with
-# an error naming the variable (hotapp/env.py).
-_RETRY_MIN_DELAY_MS = env_int("HOT_RETRY_MIN_DELAY_MS", 100, minimum=0)
+# Hot's own settings, each from its HOT_* variable over the default in hotapp/conf.py. Numbers
+# out of range stop start-up with an error naming the variable (hotproject/env.py).
+_RETRY_MIN_DELAY_MS = env_int(
+    "HOT_RETRY_MIN_DELAY_MS", HOT_DEFAULTS["RETRY_MIN_DELAY_MS"], minimum=0
+)
 HOT = {
-    # Largest accepted event payload or run result, as encoded JSON.
-    "MAX_PAYLOAD_BYTES": env_int("HOT_MAX_PAYLOAD_BYTES", 1024 * 1024, minimum=1),
-    # A running run's lease; the worker renews it (every third of this, at most 2 s apart)
-    # while the handler runs.
-    "RUN_LEASE_SECONDS": env_float("HOT_RUN_LEASE_SECONDS", 60.0, above=0),
-    # How many times a run whose worker died is re-queued before it is failed (WorkerLost).
-    "MAX_RECOVERIES": env_int("HOT_MAX_RECOVERIES", 3, minimum=0),
-    # A queued run whose doorbell is older than this is re-enqueued by the sweeper.
-    "REQUEUE_AFTER_SECONDS": env_float("HOT_REQUEUE_AFTER_SECONDS", 30.0, minimum=0),
-    # How long a running run may ignore a cancel request before it is marked cancelled anyway.
-    "CANCEL_GRACE_SECONDS": env_float("HOT_CANCEL_GRACE_SECONDS", 30.0, minimum=0),
-    # Pause between two sweeps.
-    "SWEEP_INTERVAL_SECONDS": env_float("HOT_SWEEP_INTERVAL_SECONDS", 5.0, above=0),
-    # Most queued runs one worker claims, runs and commits together (fewer while handlers are
-    # slow); 1 turns batching off. At most 1000: a batch's outcomes are one UPDATE binding ten
-    # parameters a run (PostgreSQL allows 65,535).
-    "CLAIM_BATCH": env_int("HOT_CLAIM_BATCH", 20, minimum=1, maximum=1000),
-    # Extra modules holding handlers, beside each installed app's `handlers` module.
+    "MAX_PAYLOAD_BYTES": env_int(
+        "HOT_MAX_PAYLOAD_BYTES", HOT_DEFAULTS["MAX_PAYLOAD_BYTES"], minimum=1
+    ),
+    "RUN_LEASE_SECONDS": env_float(
+        "HOT_RUN_LEASE_SECONDS", HOT_DEFAULTS["RUN_LEASE_SECONDS"], above=0
+    ),
+    "MAX_RECOVERIES": env_int("HOT_MAX_RECOVERIES", HOT_DEFAULTS["MAX_RECOVERIES"], minimum=0),
+    "REQUEUE_AFTER_SECONDS": env_float(
+        "HOT_REQUEUE_AFTER_SECONDS", HOT_DEFAULTS["REQUEUE_AFTER_SECONDS"], minimum=0
+    ),
+    "CANCEL_GRACE_SECONDS": env_float(
+        "HOT_CANCEL_GRACE_SECONDS", HOT_DEFAULTS["CANCEL_GRACE_SECONDS"], minimum=0
+    ),
+    "SWEEP_INTERVAL_SECONDS": env_float(
+        "HOT_SWEEP_INTERVAL_SECONDS", HOT_DEFAULTS["SWEEP_INTERVAL_SECONDS"], above=0
+    ),
+    "CLAIM_BATCH": env_int("HOT_CLAIM_BATCH", HOT_DEFAULTS["CLAIM_BATCH"], minimum=1, maximum=1000),
     "HANDLER_MODULES": env_list("HOT_HANDLER_MODULES"),
-    # The Celery queue of task attempts; `hot worker -Q hot.tasks` consumes it.
-    "TASK_QUEUE": env_str("HOT_TASK_QUEUE", "hot.tasks"),
-    # How often `receive()` looks at a task's inbox while it waits.
-    "TASK_POLL_SECONDS": env_float("HOT_TASK_POLL_SECONDS", 0.1, above=0),
-    # Execution traces: on for every handler unless switched off here or per handler.
-    "TRACE": env_bool("HOT_TRACE", True),
-    # Module prefixes that count as user code even in site-packages, or never do.
+    "TASK_QUEUE": env_str("HOT_TASK_QUEUE", HOT_DEFAULTS["TASK_QUEUE"]),
+    "TASK_POLL_SECONDS": env_float(
+        "HOT_TASK_POLL_SECONDS", HOT_DEFAULTS["TASK_POLL_SECONDS"], above=0
+    ),
+    "TRACE": env_bool("HOT_TRACE", HOT_DEFAULTS["TRACE"]),
     "TRACE_INCLUDE": env_list("HOT_TRACE_INCLUDE"),
     "TRACE_EXCLUDE": env_list("HOT_TRACE_EXCLUDE"),
-    # Per-run caps; past either, calls are counted but not recorded (the trace says truncated).
-    "TRACE_MAX_SPANS": env_int("HOT_TRACE_MAX_SPANS", 5000, minimum=0),
-    "TRACE_MAX_BYTES": env_int("HOT_TRACE_MAX_BYTES", 1024 * 1024, minimum=0),
-    # Longest shown value (argument, return value, exception message).
-    "TRACE_VALUE_CHARS": env_int("HOT_TRACE_VALUE_CHARS", 200, minimum=10),
-    # Retry clamps, as Hot's HOT_RETRY_* settings.
-    "RETRY_MAX_ATTEMPTS": env_int("HOT_RETRY_MAX_ATTEMPTS", 10, minimum=0),
-    "RETRY_MAX_DELAY_MS": env_int("HOT_RETRY_MAX_DELAY_MS", 3_600_000, minimum=_RETRY_MIN_DELAY_MS),
+    "TRACE_MAX_SPANS": env_int("HOT_TRACE_MAX_SPANS", HOT_DEFAULTS["TRACE_MAX_SPANS"], minimum=0),
+    "TRACE_MAX_BYTES": env_int("HOT_TRACE_MAX_BYTES", HOT_DEFAULTS["TRACE_MAX_BYTES"], minimum=0),
+    "TRACE_VALUE_CHARS": env_int(
+        "HOT_TRACE_VALUE_CHARS", HOT_DEFAULTS["TRACE_VALUE_CHARS"], minimum=10
+    ),
+    "RETRY_MAX_ATTEMPTS": env_int(
+        "HOT_RETRY_MAX_ATTEMPTS", HOT_DEFAULTS["RETRY_MAX_ATTEMPTS"], minimum=0
+    ),
+    "RETRY_MAX_DELAY_MS": env_int(
+        "HOT_RETRY_MAX_DELAY_MS", HOT_DEFAULTS["RETRY_MAX_DELAY_MS"], minimum=_RETRY_MIN_DELAY_MS
+    ),
     "RETRY_MIN_DELAY_MS": _RETRY_MIN_DELAY_MS,
 }
 

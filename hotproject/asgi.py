@@ -1,10 +1,10 @@
-"""ASGI entry point: `daphne hotapp.asgi:application` serves pages, static files and websockets."""
+"""ASGI entry point: `daphne hotproject.asgi:application` serves pages, static files, websockets."""
 
 import os
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hotapp.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hotproject.settings")
 django_asgi_app = get_asgi_application()
 
 # Imported after Django is set up: they load models.

@@ -58,7 +58,8 @@
       return;
     }
     const scheme = location.protocol === "https:" ? "wss" : "ws";
-    socket = new WebSocket(scheme + "://" + location.host + "/ws/live/");
+    // The socket lives beside the dashboard, under whatever prefix the project mounted it.
+    socket = new WebSocket(scheme + "://" + location.host + document.body.dataset.liveUrl);
     socket.onopen = () => { retries = 0; setState("on"); subscribe(); };
     socket.onmessage = (e) => handle(JSON.parse(e.data));
     socket.onclose = (e) => {

@@ -4,7 +4,7 @@ import os
 
 import django
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hotapp.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hotproject.settings")
 django.setup()
 
 from runtime.celery_app import app  # noqa: E402  (needs Django set up first)
