@@ -202,8 +202,8 @@ def handler_rows() -> list[tuple]:
 
 
 def trace_rows() -> list[tuple]:
-    """(function, failed, document, span count): runtime/tracer.py's format for the demo's calls,
-    with @N@ for the order id and @T@ for its tracking number."""
+    """(function, failed, document, span count): runtime/trace_recorder.py's format for the
+    demo's calls, with @N@ for the order id and @T@ for its tracking number."""
     from hotapp.demo import handlers as demo
 
     failure = {"type": ERROR_TYPE, "message": f"PaymentDeclined('{ERROR_MESSAGE}')"}

@@ -25,7 +25,7 @@ from bench import harness  # noqa: E402
 
 # Component of a frame, by its file: first match wins.
 COMPONENTS = [
-    ("runtime/tracer.py", "tracer"),
+    ("runtime/trace_recorder.py", "tracer"),
     ("/runtime/", "runtime"),
     ("/bench/", "handlers (user code)"),
     ("/django/db/", "Django ORM"),

@@ -34,7 +34,7 @@ def handler_with_calls(n):
 
 
 def micro(calls: int, repeats: int = 30) -> None:
-    from runtime.tracer import Tracer, UserCode
+    from runtime.trace_recorder import Tracer, UserCode
 
     def once(traced: bool) -> float:
         tracer = Tracer(UserCode([], []), max_spans=100_000, max_bytes=10**9) if traced else None

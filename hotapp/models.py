@@ -108,7 +108,7 @@ class Run(models.Model):
     rerun_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
     )
-    # The retry policy in force when the run was created (runtime.retry.Retry.as_dict()).
+    # The retry policy in force when the run was created (runtime.retry_policy.Retry.as_dict()).
     retry_policy = models.JSONField(default=dict)
 
     result = models.JSONField(null=True, blank=True)
@@ -218,7 +218,7 @@ class RunTrace(models.Model):
     )
     # {"format": 1, "spans": [{id, parent, name, module, file, line, start_us, duration_us,
     #  args, result | error, values?, kind?, yields?, incomplete?}], "span_count",
-    #  "dropped_spans", "is_truncated", "limits"}; see runtime/tracer.py.
+    #  "dropped_spans", "is_truncated", "limits"}; see runtime/trace_recorder.py.
     data = models.JSONField()
     span_count = models.PositiveIntegerField(default=0)
     is_truncated = models.BooleanField(default=False)

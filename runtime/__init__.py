@@ -27,7 +27,7 @@ from runtime.exceptions import (
     TaskTimedOut,
 )
 from runtime.registry import on_event
-from runtime.retry import Retry
+from runtime.retry_policy import Retry
 from runtime.schedules import on_schedule
 from runtime.tasks import TaskContext, TaskHandle, cancel_task, start, task
 

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from hotapp.ids import uuid7
 from hotapp.models import TERMINAL_STATUSES, Run, RunStatus, Trigger
-from runtime import dispatch, registry, retries
+from runtime import dispatch, registry, retry_attempts
 from runtime.exceptions import InvalidTransition, RunNotFound
 from runtime.live import runs_changed
 from runtime.transitions import transition
@@ -43,7 +43,7 @@ def retry_run(run_id: str | uuid.UUID) -> Run:
         raise InvalidTransition(TASK_ATTEMPT)
     if run.status != RunStatus.FAILED:
         raise InvalidTransition(f"Only failed runs can be retried; this one is {run.status}")
-    return retries.next_attempt(run)
+    return retry_attempts.next_attempt(run)
 
 
 def rerun(run_id: str | uuid.UUID) -> Run:

@@ -44,6 +44,6 @@ def execute_task(run_id: str) -> None:
 
 @shared_task(**DOORBELL, name="hot.promote_retry")
 def promote_retry(run_id: str) -> None:
-    from runtime import retries
+    from runtime import retry_attempts
 
-    retries.promote(run_id)
+    retry_attempts.promote(run_id)

@@ -43,8 +43,8 @@ from runtime.exceptions import (
 from runtime.lease import lease_keeper
 from runtime.live import runs_changed
 from runtime.payloads import check_json, storable_text
-from runtime.retry import delay_ms_before, has_retry_left
-from runtime.tracer import Tracer, set_current_tracer, user_code
+from runtime.retry_policy import delay_ms_before, has_retry_left
+from runtime.trace_recorder import Tracer, set_current_tracer, user_code
 from runtime.transitions import write_claimed
 
 logger = logging.getLogger("hot.executor")

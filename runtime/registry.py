@@ -12,7 +12,7 @@ from typing import Any
 
 from runtime.exceptions import DuplicateHandler
 from runtime.payloads import validate_event_type
-from runtime.retry import Retry, as_policy
+from runtime.retry_policy import Retry, as_policy
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from runtime import dispatch, registry
 from runtime.cron import Cron, parse
 from runtime.exceptions import HotError
 from runtime.live import runs_changed
-from runtime.retry import Retry, as_policy
+from runtime.retry_policy import Retry, as_policy
 
 logger = logging.getLogger("hot.schedules")
 # How far back the scheduler looks for missed ticks after downtime.

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from hotapp.conf import hot_settings
 from hotapp.models import Run, RunStatus, Task, TaskStatus
-from runtime import dispatch, retries, tasks
+from runtime import dispatch, retry_attempts, tasks
 from runtime.exceptions import HotError, TaskTimedOut
 from runtime.executor import describe_error
 from runtime.transitions import transition
@@ -73,7 +73,7 @@ def promote_due_retries(now: datetime) -> int:
         .order_by("next_retry_at")
         .values_list("id", flat=True)[:BATCH]
     )
-    return sum(1 for run_id in ids if retries.promote(run_id, now) is not None)
+    return sum(1 for run_id in ids if retry_attempts.promote(run_id, now) is not None)
 
 
 def recover_expired_leases(now: datetime) -> int:

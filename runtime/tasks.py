@@ -48,7 +48,7 @@ from runtime.context import RunContext, current_run
 from runtime.exceptions import HandlerNotFound, TaskFailed, TaskNotFound
 from runtime.live import runs_changed
 from runtime.payloads import check_json
-from runtime.retry import Retry, as_policy
+from runtime.retry_policy import Retry, as_policy
 
 ACTIVE_RUN_STATUSES = [RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PENDING_RETRY]
 

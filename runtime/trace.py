@@ -4,7 +4,7 @@ from runtime import trace
 trace.value("total", total)   # shown on the current call's span
 """
 
-from runtime.tracer import current_tracer
+from runtime.trace_recorder import current_tracer
 
 
 def value(name: str, value: object) -> None:

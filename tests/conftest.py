@@ -18,7 +18,7 @@ from django.db import connection
 from django.utils import timezone
 
 from hotapp.models import Run, RunStatus
-from runtime import dispatch, executor, retries
+from runtime import dispatch, executor, retry_attempts
 from runtime.celery_app import app as celery_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,7 +182,7 @@ def drain(max_rounds: int = 50) -> None:
         # Due now, whatever the policy's delay.
         Run.objects.filter(id__in=pending).update(next_retry_at=timezone.now())
         for run_id in pending:
-            retries.promote(run_id)
+            retry_attempts.promote(run_id)
     raise AssertionError("runs still queued after draining")
 
 

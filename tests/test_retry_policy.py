@@ -3,7 +3,7 @@
 import pytest
 
 from runtime import Retry
-from runtime.retry import as_policy, delay_ms_before, has_retry_left
+from runtime.retry_policy import as_policy, delay_ms_before, has_retry_left
 
 
 def test_an_int_means_that_many_retries_with_hot_defaults():

@@ -9,8 +9,8 @@ from django.test.utils import CaptureQueriesContext
 
 from hotapp.models import Run, RunStatus, RunTrace
 from runtime import cancel_run, send
-from runtime import tracer as tracer_module
-from runtime.tracer import Tracer, UserCode
+from runtime import trace_recorder as tracer_module
+from runtime.trace_recorder import Tracer, UserCode
 from tests import trace_handlers
 from tests.conftest import drain, wait_for
 
