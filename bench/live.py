@@ -223,7 +223,8 @@ def main() -> None:
     from django.contrib.auth import get_user_model
 
     redis.Redis.from_url(REDIS_URL).flushdb()
-    get_user_model().objects.create_user(USER, password=PASSWORD)
+    # A superuser: the dashboard needs the view permission (hotapp.view_run).
+    get_user_model().objects.create_superuser(USER, password=PASSWORD)
 
     log_path = Path(tempfile.gettempdir()) / "bench-live-daphne.log"
     with log_path.open("w") as log:

@@ -39,6 +39,7 @@ from django.http import QueryDict
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from hotapp.auth import VIEW
 from hotapp.filters import RunFilterForm
 from hotapp.models import Run, Task
 from hotapp.views import PAGE_SIZE
@@ -91,6 +92,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
+            return
+        if not await database_sync_to_async(user.has_perm)(VIEW):
+            await self.close(code=4403)  # logged in, but may not see the dashboard
             return
         serving_websockets(asyncio.get_running_loop())
         self.subscription: Subscription | None = None

@@ -3,19 +3,19 @@
 import json
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import ValidationError
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, Max, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from hotapp.auth import OPERATE, operator_required, viewer_required
 from hotapp.filters import decode_cursor
-from hotapp.models import Run, Schedule, Task, TaskCheckpoint, TaskStatus
+from hotapp.models import AuditEntry, Run, Schedule, Task, TaskCheckpoint, TaskStatus, Via
 from hotapp.views import next_page_url
-from runtime import HotError
+from runtime import Actor, HotError
 from runtime import schedules as schedule_runtime
 from runtime.registry import all_handlers
 from runtime.tasks import TaskHandle, cancel_task
@@ -33,7 +33,7 @@ MESSAGES_SHOWN = 500
 CHECKPOINTS_SHOWN = 100
 
 
-@login_required
+@viewer_required
 def task_list(request: HttpRequest) -> HttpResponse:
     # The live cursor: changes stamped after this may be missing from what is read below.
     rendered_at = timezone.now()
@@ -97,11 +97,12 @@ def task_context(request: HttpRequest, task: Task) -> dict:
         "messages_list": messages_list,
         "message_total": message_total,
         "older_messages": message_total - len(messages_list),
-        "can_operate": request.user.has_perm("hotapp.operate_run"),
+        "can_operate": request.user.has_perm(OPERATE),
+        "history": task.audit_entries.order_by("id"),
     }
 
 
-@login_required
+@viewer_required
 def task_detail(request: HttpRequest, task_id) -> HttpResponse:
     task = get_object_or_404(Task.objects.select_related("parent_run"), id=task_id)
     template = "hotapp/task_detail.html"
@@ -111,14 +112,14 @@ def task_detail(request: HttpRequest, task_id) -> HttpResponse:
 
 
 @require_POST
-@login_required
-@permission_required("hotapp.operate_run", raise_exception=True)
+@operator_required
 def task_action(request: HttpRequest, task_id, action: str) -> HttpResponse:
     task = get_object_or_404(Task, id=task_id)
     handle = TaskHandle(task.id)
+    actor = Actor(request.user, Via.PAGE)
     try:
         if action == "cancel":
-            if cancel_task(task.id):
+            if cancel_task(task.id, actor):
                 messages.success(request, "Cancel requested.")
             else:
                 messages.error(request, f"This task is {task.status}; it cannot be cancelled.")
@@ -128,10 +129,10 @@ def task_action(request: HttpRequest, task_id, action: str) -> HttpResponse:
             except json.JSONDecodeError as exc:
                 messages.error(request, f"The message is not valid JSON: {exc}")
             else:
-                handle.send(body)
+                handle.send(body, actor)
                 messages.success(request, "Message sent.")
         elif action == "close":
-            handle.close()
+            handle.close(actor)
             messages.success(request, "Inbox closed: receive() returns None once it is empty.")
         else:
             return HttpResponse("No such action.", status=404)
@@ -143,10 +144,18 @@ def task_action(request: HttpRequest, task_id, action: str) -> HttpResponse:
     return redirect("hot:task-detail", task_id=task.id)
 
 
-@login_required
+@viewer_required
 def schedule_list(request: HttpRequest) -> HttpResponse:
     rows = schedule_runtime.sync()  # one SELECT, which the page needs anyway
     now = timezone.now()
+    # Who paused or resumed each schedule last: the newest entry of each, in one query.
+    newest = (
+        AuditEntry.objects.filter(schedule__in=rows.values())
+        .values("schedule_id")
+        .annotate(newest=Max("id"))
+        .values("newest")
+    )
+    last_change = {e.schedule_id: e for e in AuditEntry.objects.filter(id__in=newest)}
     items = []
     for handler in all_handlers("schedule"):
         cron = handler.options["cron"]
@@ -166,21 +175,21 @@ def schedule_list(request: HttpRequest) -> HttpResponse:
                 "description": described,
                 "next_fires": [] if row and row.is_paused else cron.fire_times(now, 3),
                 "recent": recent,
+                "last_change": last_change.get(row.id) if row else None,
             }
         )
     return render(request, "hotapp/schedules.html", {"schedules": items})
 
 
 @require_POST
-@login_required
-@permission_required("hotapp.operate_run", raise_exception=True)
+@operator_required
 def schedule_action(request: HttpRequest, schedule_id: int, action: str) -> HttpResponse:
     schedule = get_object_or_404(Schedule, id=schedule_id)
     if action == "pause":
-        schedule_runtime.pause(schedule.name)
+        schedule_runtime.pause(schedule.name, Actor(request.user, Via.PAGE))
         messages.success(request, f"{schedule.name} paused.")
     elif action == "resume":
-        schedule_runtime.resume(schedule.name)
+        schedule_runtime.resume(schedule.name, Actor(request.user, Via.PAGE))
         messages.success(request, f"{schedule.name} resumed; it fires from its next tick.")
     else:
         return HttpResponse("No such action.", status=404)

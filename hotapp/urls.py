@@ -1,9 +1,9 @@
 """The dashboard's and the JSON API's URLs. A project mounts them under a prefix of its choice,
 in the namespace `hot`: `path("hot/", include("hotapp.urls"))`."""
 
-from django.urls import path
+from django.urls import path, re_path
 
-from hotapp import api, task_views, views
+from hotapp import api, task_views, token_views, views
 
 app_name = "hot"
 
@@ -29,4 +29,9 @@ urlpatterns = [
     path("api/runs/<uuid:run_id>/<str:action>/", api.run_action, name="api-run-action"),
     path("api/events/", api.events, name="api-events"),
     path("api/events/<uuid:event_id>/", api.event, name="api-event"),
+    # Last of the API: any other api/ URL is a JSON 404 (hotapp.auth.is_api_request knows the
+    # API by its names, api-*).
+    re_path(r"^api/", api.not_found, name="api-not-found"),
+    path("tokens/", token_views.token_list, name="token-list"),
+    path("tokens/<int:token_id>/revoke/", token_views.revoke, name="token-revoke"),
 ]

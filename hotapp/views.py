@@ -1,25 +1,26 @@
 """Hot App pages: overview, runs, run detail, events, event detail; and the run actions.
 
-Every page needs a login; actions also need the `hotapp.operate_run` permission. The same
-template serves a full page and its htmx fragments (template partials).
+Every page needs the `hotapp.view_run` permission; actions also need `hotapp.operate_run`
+(hotapp/auth.py). The same template serves a full page and its htmx fragments (template
+partials).
 """
 
 from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required, permission_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from hotapp import querysets
+from hotapp.auth import OPERATE, operator_required, viewer_required
 from hotapp.filters import EventFilterForm, RunFilterForm, encode_cursor
 from hotapp.lineage import stream_graph
-from hotapp.models import TERMINAL_STATUSES, Event, Run, RunStatus, RunTrace
+from hotapp.models import TERMINAL_STATUSES, AuditEntry, Event, Run, RunStatus, RunTrace, Via
 from hotapp.querysets import filtered_page, minutes_back
-from runtime import HotError, cancel_run, rerun, retry_run
+from runtime import Actor, HotError, cancel_run, rerun, retry_run
 from runtime.registry import all_handlers, subscribed_event_types
 
 PAGE_SIZE = 50
@@ -59,7 +60,7 @@ def _list_context(request: HttpRequest, form, queryset) -> dict:
     }
 
 
-@login_required
+@viewer_required
 def run_list(request: HttpRequest) -> HttpResponse:
     context = _list_context(request, RunFilterForm(request.GET), Run.objects.for_list())
     context.update(
@@ -94,12 +95,13 @@ def run_context(request: HttpRequest, run: Run) -> dict:
         "is_latest_attempt": run.attempt == attempts[-1].attempt,
         "graph": stream_graph(run.stream_id, run.id),
         "trace_info": trace,
-        "can_operate": request.user.has_perm("hotapp.operate_run"),
+        "can_operate": request.user.has_perm(OPERATE),
         "is_terminal": run.status in TERMINAL_STATUSES,
+        "history": AuditEntry.of_run(run.id).select_related("run", "result_run"),
     }
 
 
-@login_required
+@viewer_required
 def run_detail(request: HttpRequest, run_id) -> HttpResponse:
     run = get_object_or_404(
         Run.objects.select_related("event", "event__source_run", "rerun_of", "task"), id=run_id
@@ -110,7 +112,7 @@ def run_detail(request: HttpRequest, run_id) -> HttpResponse:
     return render(request, template, run_context(request, run))
 
 
-@login_required
+@viewer_required
 def run_trace(request: HttpRequest, run_id) -> JsonResponse:
     trace = RunTrace.objects.filter(run_id=run_id).values_list("data", flat=True).first()
     if trace is None:
@@ -127,13 +129,12 @@ DONE = {
 
 
 @require_POST
-@login_required
-@permission_required("hotapp.operate_run", raise_exception=True)
+@operator_required
 def run_action(request: HttpRequest, run_id, action: str) -> HttpResponse:
     if action not in ACTIONS:
         raise Http404("No such action.")
     try:
-        outcome = ACTIONS[action](run_id)
+        outcome = ACTIONS[action](run_id, Actor(request.user, Via.PAGE))
     except HotError as exc:
         messages.error(request, str(exc))
     else:
@@ -148,7 +149,7 @@ def run_action(request: HttpRequest, run_id, action: str) -> HttpResponse:
     return redirect("hot:run-detail", run_id=run_id)
 
 
-@login_required
+@viewer_required
 def event_list(request: HttpRequest) -> HttpResponse:
     context = _list_context(request, EventFilterForm(request.GET), Event.objects.for_list())
     context["events"] = context["rows"]
@@ -159,7 +160,7 @@ def event_list(request: HttpRequest) -> HttpResponse:
     return render(request, "hotapp/events.html", context)
 
 
-@login_required
+@viewer_required
 def event_detail(request: HttpRequest, event_id) -> HttpResponse:
     event = get_object_or_404(Event.objects.select_related("source_run"), id=event_id)
     return render(
@@ -197,7 +198,7 @@ def bars(counts: list[dict], bar_width: float, height: float, base: float) -> li
 OVERVIEW_FUNCTIONS = 25  # the busiest functions the overview charts
 
 
-@login_required
+@viewer_required
 def overview(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(days=1)

@@ -91,6 +91,8 @@ STATIC_ROOT = DATA_DIR / "static"
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
+# A failed CSRF check under Hot's API answers in JSON; elsewhere Django's own page.
+CSRF_FAILURE_VIEW = "hotapp.auth.csrf_failure"
 
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:

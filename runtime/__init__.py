@@ -10,6 +10,7 @@ def charge(event):
 
 from runtime import trace
 from runtime.actions import cancel_run, rerun, retry_run
+from runtime.audit import Actor
 from runtime.context import Event, Tick, check_cancelled, current_run
 from runtime.events import send
 from runtime.exceptions import (
@@ -32,6 +33,7 @@ from runtime.schedules import on_schedule
 from runtime.tasks import TaskContext, TaskHandle, cancel_task, start, task
 
 __all__ = [
+    "Actor",
     "TaskContext",
     "TaskFailed",
     "TaskHandle",

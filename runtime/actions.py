@@ -1,4 +1,8 @@
-"""What a person can do to a run from the dashboard, the API or the shell."""
+"""What a person can do to a run from the dashboard, the API or the shell.
+
+Each action takes an optional `actor` (runtime.audit.Actor: who, and through what) and records
+it in the action's own transaction; without one, the entry says a program did it.
+"""
 
 import uuid
 
@@ -6,8 +10,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from hotapp.ids import uuid7
-from hotapp.models import TERMINAL_STATUSES, Run, RunStatus, Trigger
-from runtime import dispatch, registry, retry_attempts
+from hotapp.models import TERMINAL_STATUSES, AuditAction, Run, RunStatus, Trigger
+from runtime import audit, dispatch, registry, retry_attempts
+from runtime.audit import Actor
 from runtime.exceptions import InvalidTransition, RunNotFound
 from runtime.live import runs_changed
 from runtime.transitions import transition
@@ -32,7 +37,7 @@ def _get(run_id: str | uuid.UUID) -> Run:
         raise RunNotFound(f"No run has id {run_id}") from None
 
 
-def retry_run(run_id: str | uuid.UUID) -> Run:
+def retry_run(run_id: str | uuid.UUID, actor: Actor | None = None) -> Run:
     """Retry a failed run: a new attempt with the same input, linked by origin_run_id.
 
     Not for a task's attempts: their task has ended with them and would not hear of a new
@@ -43,10 +48,13 @@ def retry_run(run_id: str | uuid.UUID) -> Run:
         raise InvalidTransition(TASK_ATTEMPT)
     if run.status != RunStatus.FAILED:
         raise InvalidTransition(f"Only failed runs can be retried; this one is {run.status}")
-    return retry_attempts.next_attempt(run)
+    with transaction.atomic():
+        attempt = retry_attempts.next_attempt(run)
+        audit.record(AuditAction.RETRY, actor, run=run, result_run=attempt)
+    return attempt
 
 
-def rerun(run_id: str | uuid.UUID) -> Run:
+def rerun(run_id: str | uuid.UUID, actor: Actor | None = None) -> Run:
     """Run a finished run's handler again with the same input, as a fresh run in a new stream."""
     run = _get(run_id)
     if run.status not in TERMINAL_STATUSES:
@@ -71,12 +79,13 @@ def rerun(run_id: str | uuid.UUID) -> Run:
             updated_at=now,
             queued_at=now,
         )
+        audit.record(AuditAction.RERUN, actor, run=run, result_run=fresh)
         dispatch.enqueue_on_commit([fresh.id], dispatch.queue_for(fresh.trigger))
         runs_changed()
     return fresh
 
 
-def cancel_run(run_id: str | uuid.UUID) -> str:
+def cancel_run(run_id: str | uuid.UUID, actor: Actor | None = None) -> str:
     """Cancel a run; returns its status afterwards.
 
     Queued and pending-retry runs are cancelled at once. A running run is asked to stop: its
@@ -84,6 +93,14 @@ def cancel_run(run_id: str | uuid.UUID) -> str:
     cancelled anyway once HOT_CANCEL_GRACE_SECONDS have passed.
     """
     run_id = _run_id(run_id)
+    with transaction.atomic():
+        status = cancel_unrecorded(run_id)
+        audit.record(AuditAction.CANCEL, actor, run_id=run_id)
+    return status
+
+
+def cancel_unrecorded(run_id: uuid.UUID) -> str:
+    """cancel_run without an audit entry: for a task's cancel, which records its own."""
     unstarted = [RunStatus.QUEUED, RunStatus.PENDING_RETRY]
     # Conditional UPDATEs: a worker claiming the run at the same moment either wins (the run is
     # running, and gets a cancel request below) or loses (its claim finds it cancelled). The run

@@ -19,8 +19,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from hotapp.ids import uuid7
-from hotapp.models import Run, RunStatus, Schedule, Trigger
-from runtime import dispatch, registry
+from hotapp.models import AuditAction, Run, RunStatus, Schedule, Trigger
+from runtime import audit, dispatch, registry
+from runtime.audit import Actor
 from runtime.cron import Cron, parse
 from runtime.exceptions import HotError
 from runtime.live import runs_changed
@@ -164,16 +165,20 @@ def _fire(
     return len(inserted)
 
 
-def pause(name: str) -> None:
+def pause(name: str, actor: Actor | None = None) -> None:
     """Stop creating runs for a schedule until it is resumed."""
-    if not Schedule.objects.filter(name=name).update(is_paused=True, updated_at=timezone.now()):
-        raise ScheduleNotFound(f"No schedule named {name!r}")
+    _change(name, AuditAction.SCHEDULE_PAUSE, actor, is_paused=True)
 
 
-def resume(name: str) -> None:
+def resume(name: str, actor: Actor | None = None) -> None:
     """Start firing again from now on; the ticks missed while paused are not made up."""
-    now = timezone.now()
-    if not Schedule.objects.filter(name=name).update(
-        is_paused=False, last_tick_at=now, updated_at=now
-    ):
-        raise ScheduleNotFound(f"No schedule named {name!r}")
+    _change(name, AuditAction.SCHEDULE_RESUME, actor, is_paused=False, last_tick_at=timezone.now())
+
+
+def _change(name: str, action: Any, actor: Actor | None, **fields: Any) -> None:
+    with transaction.atomic():
+        schedule_id = Schedule.objects.filter(name=name).values_list("id", flat=True).first()
+        if schedule_id is None:
+            raise ScheduleNotFound(f"No schedule named {name!r}")
+        Schedule.objects.filter(id=schedule_id).update(updated_at=timezone.now(), **fields)
+        audit.record(action, actor, schedule_id=schedule_id)

@@ -34,6 +34,7 @@ from hotapp.conf import hot_settings
 from hotapp.ids import uuid7
 from hotapp.models import (
     TASK_TERMINAL_STATUSES,
+    AuditAction,
     MessageDirection,
     Run,
     RunStatus,
@@ -43,7 +44,8 @@ from hotapp.models import (
     TaskStatus,
     Trigger,
 )
-from runtime import dispatch, registry
+from runtime import audit, dispatch, registry
+from runtime.audit import Actor
 from runtime.context import RunContext, current_run
 from runtime.exceptions import HandlerNotFound, TaskFailed, TaskNotFound
 from runtime.live import runs_changed
@@ -270,7 +272,10 @@ class TaskHandle:
     def status(self) -> str:
         return self._task().status
 
-    def send(self, message: Any) -> None:
+    # Messages and closing the inbox are a program's ordinary conversation with its task, often
+    # many a second: they are recorded only when an actor says who sent them (the dashboard and
+    # the API do), unlike cancelling, which is always recorded.
+    def send(self, message: Any, actor: Actor | None = None) -> None:
         """Put a message in the task's inbox."""
         check_json(message, "Task message")
         task = self._task()
@@ -279,14 +284,18 @@ class TaskHandle:
         with transaction.atomic():
             TaskMessage.objects.create(task_id=self.id, direction=MessageDirection.IN, body=message)
             _touch(self.id)
+            if actor is not None:
+                audit.record(AuditAction.TASK_SEND, actor, task_id=self.id)
 
-    def close(self) -> None:
+    def close(self, actor: Actor | None = None) -> None:
         """No more messages: `receive()` returns None once the inbox is empty."""
-        _touch(self.id, is_inbox_closed=True)
+        with transaction.atomic():
+            if _touch(self.id, is_inbox_closed=True) and actor is not None:
+                audit.record(AuditAction.TASK_CLOSE, actor, task_id=self.id)
 
-    def cancel(self) -> bool:
+    def cancel(self, actor: Actor | None = None) -> bool:
         """Cancel the task; False if it had already finished."""
-        return cancel_task(self.id)
+        return cancel_task(self.id, actor)
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the task to finish and return its result; raise TaskFailed if it failed,
@@ -317,10 +326,10 @@ class TaskHandle:
         return list(rows.values_list("body", flat=True))
 
 
-def cancel_task(task_id: uuid.UUID | str) -> bool:
+def cancel_task(task_id: uuid.UUID | str, actor: Actor | None = None) -> bool:
     """Cancel a queued or running task: its unstarted attempts at once, a running one
     cooperatively (then forcefully after HOT_CANCEL_GRACE_SECONDS)."""
-    from runtime.actions import cancel_run
+    from runtime.actions import cancel_unrecorded
 
     now = timezone.now()
     with transaction.atomic():
@@ -334,9 +343,10 @@ def cancel_task(task_id: uuid.UUID | str) -> bool:
         for run_id in Run.objects.filter(
             task_id=task_id, status__in=ACTIVE_RUN_STATUSES
         ).values_list("id", flat=True):
-            still_running |= cancel_run(run_id) == RunStatus.RUNNING
+            still_running |= cancel_unrecorded(run_id) == RunStatus.RUNNING
         if not still_running:
             record_outcome(uuid.UUID(str(task_id)), TaskStatus.CANCELLED)
+        audit.record(AuditAction.TASK_CANCEL, actor, task_id=task_id)
     runs_changed()
     return True
 

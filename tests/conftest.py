@@ -186,21 +186,31 @@ def drain(max_rounds: int = 50) -> None:
     raise AssertionError("runs still queued after draining")
 
 
-# Personas: alice operates runs (retry/rerun/cancel), bob only looks, charlie is not logged in.
+# Personas: alice looks and operates (retry/rerun/cancel), bob only looks, dave is logged in but
+# may not look, charlie is not logged in (the plain `client`).
 
 
-@pytest.fixture
-def alice(django_user_model):
+def user_with(django_user_model, name: str, *codenames: str):
     from django.contrib.auth.models import Permission
 
-    user = django_user_model.objects.create_user("alice", password="alice-pass")
-    user.user_permissions.add(Permission.objects.get(codename="operate_run"))
+    user = django_user_model.objects.create_user(name, password=f"{name}-pass")
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
     return user
 
 
 @pytest.fixture
+def alice(django_user_model):
+    return user_with(django_user_model, "alice", "view_run", "operate_run")
+
+
+@pytest.fixture
 def bob(django_user_model):
-    return django_user_model.objects.create_user("bob", password="bob-pass")
+    return user_with(django_user_model, "bob", "view_run")
+
+
+@pytest.fixture
+def dave(django_user_model):
+    return user_with(django_user_model, "dave")
 
 
 @pytest.fixture
@@ -212,4 +222,10 @@ def alice_client(client, alice):
 @pytest.fixture
 def bob_client(client, bob):
     client.force_login(bob)
+    return client
+
+
+@pytest.fixture
+def dave_client(client, dave):
+    client.force_login(dave)
     return client

@@ -56,8 +56,9 @@ def test_the_overview_reads_the_hour_once_for_every_chart(alice_client, django_a
     send("order:created", {"order_id": 1, "items": []})
     drain()
 
-    # Session, user, the day's and the hour's counts by status, the charts, the failures.
-    with django_assert_num_queries(6):
+    # Session, user, the user's permissions (its own and its groups'), the day's and the hour's
+    # counts by status, the charts, the failures.
+    with django_assert_num_queries(8):
         alice_client.get("/overview/")
 
 

@@ -35,7 +35,7 @@ def test_the_api_refuses_to_retry_a_task_attempt_saying_why(alice_client, failed
     response = alice_client.post(f"/api/runs/{latest_attempt(failed_task).id}/retry/")
 
     assert response.status_code == 409
-    assert "Start the task again" in response.json()["error"]
+    assert "Start the task again" in response.json()["error"]["message"]
     assert Run.objects.filter(task_id=failed_task.id).count() == 2
 
 

@@ -153,7 +153,7 @@ from tests.test_search import PATHS, SEARCHES, found, load_rows
 call_command("migrate", verbosity=0)
 load_rows()
 client = Client(raise_request_exception=False)
-client.force_login(User.objects.create_user("alice"))
+client.force_login(User.objects.create_superuser("alice"))  # the pages need view_run
 print(json.dumps({path: {q: found(client, path, q) for q in SEARCHES} for path in PATHS}))
 """
 

@@ -6,6 +6,7 @@ hot scheduler                fire schedules and sweep (production; run one, more
 hot schedules                list schedules; hot pause NAME / hot resume NAME
 hot send TYPE [JSON]         send an event
 hot sweep                    one sweeper pass, printing what it did
+hot token create USER --name N | revoke ID | list     API tokens
 """
 
 import json
@@ -21,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from hotapp.conf import hot_settings
-from runtime import HotError, scheduler, schedules, send, sweeper
+from runtime import Actor, HotError, scheduler, schedules, send, sweeper
 from runtime.registry import all_handlers
 
 
@@ -51,6 +52,8 @@ class Command(BaseCommand):
         send_parser = sub.add_parser("send", help="send an event")
         send_parser.add_argument("type")
         send_parser.add_argument("data", nargs="?", default="{}", help="JSON payload")
+
+        self.add_token_arguments(sub)
 
     def run_from_argv(self, argv):
         # `hot worker …` hands its arguments to Celery's own parser untouched (--concurrency=2).
@@ -93,10 +96,62 @@ class Command(BaseCommand):
     def _schedule_action(self, action, name, done):
         schedules.sync()
         try:
-            action(name)
+            action(name, Actor.cli())
         except HotError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"{name}: {done}")
+
+    # API tokens ------------------------------------------------------------------------------
+
+    def add_token_arguments(self, sub):
+        token = sub.add_parser("token", help="API tokens: create, revoke, list")
+        verbs = token.add_subparsers(dest="token_action", required=True)
+        create = verbs.add_parser("create", help="make a token for a user and print it (once)")
+        create.add_argument("username")
+        create.add_argument("--name", required=True, help="what the token is for")
+        revoke = verbs.add_parser("revoke", help="revoke a token by its id")
+        revoke.add_argument("token_id", type=int)
+        verbs.add_parser("list", help="every token: id, user, name, prefix, state")
+
+    def handle_token(self, token_action, **options):
+        getattr(self, f"handle_token_{token_action}")(**options)
+
+    def handle_token_create(self, username, name, **_):
+        from django.contrib.auth import get_user_model
+
+        from hotapp.models import ApiToken
+
+        User = get_user_model()
+        try:
+            user = User.objects.get_by_natural_key(username)
+        except User.DoesNotExist:
+            raise CommandError(f"No user is called {username!r}") from None
+        token, secret = ApiToken.issue(user, name)
+        # The secret alone on stdout, for `TOKEN=$(manage.py hot token create …)`.
+        self.stdout.write(secret)
+        self.stderr.write(f"Token {token.id} ({name}) for {username}; it is not shown again.")
+
+    def handle_token_revoke(self, token_id, **_):
+        from hotapp.models import ApiToken
+
+        token = ApiToken.objects.filter(id=token_id).first()
+        if token is None:
+            raise CommandError(f"No token has id {token_id}")
+        ApiToken.objects.filter(id=token_id, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        self.stdout.write(f"Token {token_id} ({token.name}) revoked.")
+
+    def handle_token_list(self, **_):
+        from hotapp.models import ApiToken
+
+        for token in ApiToken.objects.select_related("user").order_by("id"):
+            state = f"revoked {token.revoked_at:%Y-%m-%d %H:%M}" if token.revoked_at else "active"
+            used = f"{token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "never"
+            self.stdout.write(
+                f"{token.id}  {token.user.get_username()}  {token.name!r}  {token.prefix}…  "
+                f"{state}  last used {used}"
+            )
 
     def handle_sweep(self, **_):
         self.stdout.write(json.dumps(sweeper.sweep()))

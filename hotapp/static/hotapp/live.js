@@ -64,7 +64,8 @@
     socket.onmessage = (e) => handle(JSON.parse(e.data));
     socket.onclose = (e) => {
       setState("off");
-      if (e.code === 4401) { location.reload(); return; } // logged out: go to the login page
+      // Logged out (4401) or no longer allowed to look (4403): the reload shows why.
+      if (e.code === 4401 || e.code === 4403) { location.reload(); return; }
       setTimeout(connect, Math.min(15000, 400 * 2 ** retries++));
     };
   }
