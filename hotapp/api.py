@@ -43,6 +43,8 @@ def run_json(run: Run) -> dict:
         "status": run.status,
         "attempt": run.attempt,
         "origin_run_id": str(run.origin_run_id) if run.origin_run_id else None,
+        # A later attempt of its chain exists: a failed attempt that does not need attention.
+        "is_superseded": run.is_superseded,
         "rerun_of_id": str(run.rerun_of_id) if run.rerun_of_id else None,
         "input": run.input,
         "result": run.result,
