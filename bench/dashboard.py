@@ -130,7 +130,7 @@ RUNS_SQL = f"""
 INSERT INTO hotapp_run (id, function, trigger, event_id, event_type, stream_id, input, status,
   attempt, origin_run_id, retry_policy, result, error_type, error_message, error_traceback,
   created_at, updated_at, queued_at, started_at, finished_at, next_retry_at, claimed_by,
-  lease_expires_at, recovery_count, cancel_requested_at)
+  lease_expires_at, recovery_count, cancel_requested_at, is_superseded)
 SELECT r.id, h.function, 'event', r.event_id, h.event_type, wf.e1_id,
   CASE r.step WHEN 1 THEN {CREATED_DATA} WHEN 2 THEN {PAID_DATA} ELSE {SHIPPED_DATA} END,
   r.status, r.attempt, r.origin, h.policy,
@@ -147,7 +147,9 @@ SELECT r.id, h.function, 'event', r.event_id, h.event_type, wf.e1_id,
   CASE WHEN r.started_at IS NULL THEN ''
     ELSE 'worker-' || mod(n, 2) || ':' || (4000 + mod(n, 7)) || ':' || left(md5(r.id::text), 8) END,
   CASE WHEN r.status = 'running' THEN %(now)s::timestamptz + interval '60 seconds' END,
-  0, CASE WHEN r.status = 'cancelled' THEN r.finished_at END
+  0, CASE WHEN r.status = 'cancelled' THEN r.finished_at END,
+  -- A first attempt that was retried (its second attempt exists) no longer needs attention.
+  r.step = 1 AND r.attempt = 1 AND fate IN ('retried', 'failed')
 FROM wf CROSS JOIN LATERAL (VALUES
   (r1_id, 1, 1, NULL::uuid, e1_id, t0,
    CASE fate WHEN 'ok' THEN 'succeeded' WHEN 'retried' THEN 'failed' ELSE fate END,
@@ -352,6 +354,7 @@ def requests(client: Client, now: datetime) -> list[tuple[str, str, dict]]:
         ("runs deep page (htmx rows)", "/" + deep, htmx()),
         runs("runs status=failed", {"status": "failed"}),
         runs("runs status=failed (htmx runs-region)", {"status": "failed"}, **region),
+        runs("runs status=failed_attempt (all)", {"status": "failed_attempt"}),
         runs("runs status=queued+running", {"status": ["queued", "running"]}),
         runs("runs function=on_order_paid", {"function": "hotapp.demo.handlers.on_order_paid"}),
         runs("runs event_type=order:shipped", {"event_type": "order:shipped"}),

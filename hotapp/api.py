@@ -78,6 +78,8 @@ def run_json(run: Run, payloads: bool = True) -> dict:
         "status": run.status,
         "attempt": run.attempt,
         "origin_run_id": _id(run.origin_run_id),
+        # A later attempt of its chain exists: a failed attempt that does not need attention.
+        "is_superseded": run.is_superseded,
         "rerun_of_id": _id(run.rerun_of_id),
         "error_type": run.error_type or None,
         "created_at": run.created_at,

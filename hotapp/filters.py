@@ -9,6 +9,7 @@ from django import forms
 from django.utils import timezone
 
 from hotapp.models import RunStatus, Trigger
+from hotapp.querysets import ALL_FAILED_ATTEMPTS
 from hotapp.search import Search, SearchError
 
 DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
@@ -65,8 +66,21 @@ class ListFilterForm(forms.Form):
         ]
 
 
+def _status_choices() -> list[tuple[str, str]]:
+    """The run statuses, "failed" standing for the chains that need attention (a failed
+    attempt whose retry is under way or succeeded is not one), then every failed attempt."""
+    choices = []
+    for value, label in RunStatus.choices:
+        if value == RunStatus.FAILED:
+            choices.append((value, "Needs attention"))
+            choices.append((ALL_FAILED_ATTEMPTS, "Failed attempts (all)"))
+        else:
+            choices.append((value, label))
+    return choices
+
+
 class RunFilterForm(ListFilterForm):
-    status = forms.MultipleChoiceField(required=False, choices=RunStatus.choices)
+    status = forms.MultipleChoiceField(required=False, choices=_status_choices)
     function = forms.CharField(required=False, max_length=300, strip=True)
     event_type = forms.CharField(required=False, max_length=200, strip=True)
     trigger = forms.ChoiceField(required=False, choices=[("", "any"), *Trigger.choices])

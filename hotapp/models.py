@@ -27,7 +27,7 @@ class RunStatus(models.TextChoices):
     QUEUED = "queued"  #: waiting for a worker to claim it
     RUNNING = "running"  #: claimed by a worker, which holds its lease
     SUCCEEDED = "succeeded"  #: the handler returned; its result and sent events are committed
-    FAILED = "failed"  #: the handler raised and no retry is left (or the retry was made)
+    FAILED = "failed"  #: the handler raised; no retry is pending (is_superseded: one was made)
     CANCELLED = "cancelled"  #: stopped by a person before it finished
     PENDING_RETRY = "pending_retry"  #: failed; a new attempt is due at next_retry_at
 
@@ -108,6 +108,11 @@ class Run(models.Model):
     origin_run = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="retries"
     )
+    # A later attempt of this run's chain exists: this failed attempt was retried, automatically
+    # or by hand, and the chain's outcome is its latest attempt's. Set in the transaction that
+    # inserts that attempt (runtime.retry_attempts). A failed attempt that is not superseded ends
+    # its chain failed: it "needs attention". db_default: rows inserted in SQL (bench/) get it.
+    is_superseded = models.BooleanField(default=False, db_default=False)
     # The run this one repeats by a manual rerun (fresh stream, no retry link).
     rerun_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="reruns"
@@ -155,6 +160,13 @@ class Run(models.Model):
                 condition=Q(trigger="schedule", origin_run__isnull=True, rerun_of__isnull=True),
                 name="run_one_per_schedule_tick",
             ),
+            # Only a failed attempt is retried, and a superseded one never changes again: so
+            # is_superseded = false holds for every other status, and "needs attention" is
+            # status = 'failed' AND NOT is_superseded (RunQuerySet.filtered relies on it).
+            models.CheckConstraint(
+                condition=Q(is_superseded=False) | Q(status="failed"),
+                name="run_superseded_only_if_failed",
+            ),
         ]
         # Django also indexes each foreign key (hotapp_run_<column>_…), which serve:
         # - event_id: an event's page and the events list (the runs an event triggered), a run
@@ -170,6 +182,16 @@ class Run(models.Model):
             models.Index(fields=["-created_at", "-id"], name="run_created_idx"),
             # Run list filtered by status, function or event type, newest first.
             models.Index(fields=["status", "-created_at", "-id"], name="run_status_idx"),
+            # Chains that need attention, newest first: the runs list's (and API's) status=failed
+            # and the overview's recent failures: WHERE status = 'failed' AND NOT is_superseded
+            # ORDER BY created_at DESC, id DESC LIMIT 51. Only those rows: few, however many
+            # attempts were retried. (Every failed attempt, ?status=failed_attempt, reads
+            # run_status_idx.)
+            models.Index(
+                fields=["-created_at", "-id"],
+                condition=Q(status="failed", is_superseded=False),
+                name="run_attention_idx",
+            ),
             models.Index(fields=["function", "-created_at", "-id"], name="run_function_idx"),
             models.Index(fields=["event_type", "-created_at", "-id"], name="run_event_type_idx"),
             # Run list filtered by trigger (?trigger=schedule), newest first:
@@ -201,6 +223,11 @@ class Run(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def needs_attention(self) -> bool:
+        """The latest attempt of its chain failed and no retry is pending."""
+        return self.status == RunStatus.FAILED and not self.is_superseded
 
     @property
     def retry_number(self) -> int:

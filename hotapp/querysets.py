@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, models
-from django.db.models import BooleanField, Count, Prefetch, Q, TextField
+from django.db.models import BooleanField, Count, F, Prefetch, Q, Sum, TextField
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, Left, TruncMinute
 
@@ -29,6 +29,7 @@ RUN_LIST_FIELDS = (
     "event_type",
     "status",
     "attempt",
+    "is_superseded",
     "rerun_of_id",
     "cancel_requested_at",
     "created_at",
@@ -39,6 +40,13 @@ EVENT_LIST_FIELDS = ("id", "type", "source_run_id", "stream_id", "is_handled", "
 PREVIEW_CHARS = 200  # of an event's payload, as JSON text, in the events list
 
 Cursor = tuple[datetime, Any]
+
+# The status filter's values are the run statuses, where "failed" means the chains that need
+# attention (their latest attempt failed, no retry pending), plus this one: every failed
+# attempt, retried or not.
+ALL_FAILED_ATTEMPTS = "failed_attempt"
+# status_counts()' key for the failed attempts a later attempt of their chain made good.
+RECOVERED = "recovered"
 
 
 class KeysetQuerySet(models.QuerySet):
@@ -163,7 +171,7 @@ class RunQuerySet(KeysetQuerySet):
         """Apply a RunFilterForm's cleaned data."""
         qs = self
         if filters.get("status"):
-            qs = qs.filter(status__in=filters["status"])
+            qs = qs.with_status(filters["status"])
         if filters.get("function"):
             qs = qs.filter(function=filters["function"])
         if filters.get("event_type"):
@@ -172,24 +180,64 @@ class RunQuerySet(KeysetQuerySet):
             qs = qs.filter(trigger=filters["trigger"])
         return qs.in_period_matching(filters, with_words)
 
+    def with_status(self, statuses: list[str]) -> "RunQuerySet":
+        """The status filter: any of `statuses`, "failed" meaning needs attention and
+        ALL_FAILED_ATTEMPTS every failed attempt."""
+        wanted = set(statuses)
+        if ALL_FAILED_ATTEMPTS in wanted:
+            return self.filter(status__in=sorted((wanted - {ALL_FAILED_ATTEMPTS}) | {"failed"}))
+        if "failed" in wanted:
+            # Only failed attempts are ever superseded (run_superseded_only_if_failed), so this
+            # drops the retried ones and no other status; alone it is run_attention_idx's query.
+            return self.filter(status__in=sorted(wanted), is_superseded=False)
+        return self.filter(status__in=sorted(wanted))
+
+    def needs_attention(self) -> "RunQuerySet":
+        """The latest attempts of chains that ended failed: failed, and not retried."""
+        return self.filter(status="failed", is_superseded=False)
+
     def status_counts(self, since: datetime) -> dict[str, int]:
-        rows = self.filter(created_at__gte=since).values_list("status").annotate(n=Count("id"))
-        return dict(rows)
+        """Runs created since `since` by status, "failed" counting the chains that need
+        attention; ALL_FAILED_ATTEMPTS every failed attempt, and RECOVERED the failed attempts
+        before each retry that succeeded (attempt n succeeded: n - 1 failed before it). One read
+        of the window, as before the chain outcome was kept."""
+        counts: dict[str, int] = {ALL_FAILED_ATTEMPTS: 0, RECOVERED: 0}
+        rows = (
+            self.filter(created_at__gte=since)
+            .values_list("status", "is_superseded")
+            .annotate(n=Count("id"), earlier=Sum(F("attempt") - 1))
+            .order_by()
+        )
+        for status, is_superseded, n, earlier in rows:
+            if status == "failed":
+                counts[ALL_FAILED_ATTEMPTS] += n
+                if is_superseded:
+                    continue
+            counts[status] = n
+            if status == "succeeded":
+                counts[RECOVERED] = earlier
+        return counts
 
     def per_function_minute(self, since: datetime) -> list[dict]:
-        """Runs and failures per function and minute since `since` (created_at): the overview's
-        charts, overall and per function, from one read of the window (run_created_idx)."""
+        """Runs, chains that need attention ("failed") and retried attempts ("superseded") per
+        function and minute since `since` (created_at): the overview's charts, overall and per
+        function, from one read of the window (run_created_idx)."""
         return list(
             self.filter(created_at__gte=since)
             .annotate(minute=TruncMinute("created_at"))
             .values("function", "minute")
-            .annotate(total=Count("id"), failed=Count("id", filter=Q(status="failed")))
+            .annotate(
+                total=Count("id"),
+                failed=Count("id", filter=Q(status="failed", is_superseded=False)),
+                superseded=Count("id", filter=Q(is_superseded=True)),
+            )
             .order_by()
         )
 
     def recent_failures(self, limit: int = 10):
+        """The newest chains that need attention (run_attention_idx)."""
         fields = (*RUN_LIST_FIELDS, "error_type", "error_message")
-        return self.filter(status="failed").only(*fields).newest_first()[:limit]
+        return self.needs_attention().only(*fields).newest_first()[:limit]
 
     def for_list(self) -> "RunQuerySet":
         """Only the columns a list row shows."""

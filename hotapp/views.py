@@ -6,7 +6,6 @@ partials).
 """
 
 from datetime import timedelta
-from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -18,7 +17,7 @@ from hotapp import querysets
 from hotapp.auth import OPERATE, operator_required, viewer_required
 from hotapp.filters import EventFilterForm, RunFilterForm, encode_cursor
 from hotapp.lineage import stream_graph
-from hotapp.models import TERMINAL_STATUSES, AuditEntry, Event, Run, RunStatus, RunTrace, Via
+from hotapp.models import TERMINAL_STATUSES, AuditEntry, Event, Run, RunTrace, Via
 from hotapp.querysets import filtered_page, minutes_back
 from runtime import Actor, HotError, cancel_run, rerun, retry_run
 from runtime.registry import all_handlers, subscribed_event_types
@@ -66,7 +65,8 @@ def run_list(request: HttpRequest) -> HttpResponse:
     context.update(
         {
             "runs": context["rows"],
-            "statuses": RunStatus.choices,
+            # Run statuses, "failed" labelled "Needs attention", and every failed attempt.
+            "statuses": context["form"].fields["status"].choices,
             "selected_statuses": request.GET.getlist("status"),
             "is_first_page": not request.GET.get("after"),
             "live_cursor": timezone.now().isoformat(),
@@ -93,6 +93,8 @@ def run_context(request: HttpRequest, run: Run) -> dict:
         "attempts": attempts,
         # Only the newest attempt of a chain can be retried (an older one already was).
         "is_latest_attempt": run.attempt == attempts[-1].attempt,
+        # The chain's outcome, which a superseded (retried) attempt's page tells.
+        "latest_attempt": attempts[-1],
         "graph": stream_graph(run.stream_id, run.id),
         "trace_info": trace,
         "can_operate": request.user.has_perm(OPERATE),
@@ -204,25 +206,30 @@ def overview(request: HttpRequest) -> HttpResponse:
     hour_ago, day_ago = now - timedelta(hours=1), now - timedelta(days=1)
     start = minutes_back(now, 60)
     minutes = [start + timedelta(minutes=i) for i in range(60)]
-    overall = {m: {"minute": m, "total": 0, "failed": 0} for m in minutes}
+
+    def empty_cells() -> dict:
+        return {m: {"minute": m, "total": 0, "failed": 0, "superseded": 0} for m in minutes}
+
+    overall = empty_cells()
     by_function: dict[str, dict] = {}
     for row in Run.objects.per_function_minute(start):
-        cells = by_function.setdefault(
-            row["function"], {m: {"minute": m, "total": 0, "failed": 0} for m in minutes}
-        )
+        cells = by_function.setdefault(row["function"], empty_cells())
         for cell in (overall[row["minute"]], cells[row["minute"]]):
-            cell["total"] += row["total"]
-            cell["failed"] += row["failed"]
+            for key in ("total", "failed", "superseded"):
+                cell[key] += row[key]
     functions = []
     for name, cells in by_function.items():
         total = sum(c["total"] for c in cells.values())
         failed = sum(c["failed"] for c in cells.values())
+        # A chain counts once, by its latest attempt: the retried attempts are left out.
+        chains = total - sum(c["superseded"] for c in cells.values())
         functions.append(
             {
                 "function": name,
                 "total": total,
                 "failed": failed,
-                "failure_rate": failed / total,
+                "chains": chains,
+                "failure_rate": failed / chains if chains else 0.0,
                 "peak": max(c["total"] for c in cells.values()),
                 # 60 bars of 3 units in a 180 x 24 sparkline.
                 "bars": bars(list(cells.values()), 3, 24, 24),
@@ -238,13 +245,19 @@ def overview(request: HttpRequest) -> HttpResponse:
         {
             "status_rows": [
                 (value, label, hour_counts.get(value, 0), day_counts.get(value, 0))
-                for value, label in RunStatus.choices
+                for value, label in RunFilterForm.base_fields["status"].choices
+                if value != querysets.ALL_FAILED_ATTEMPTS
             ],
+            # Nothing hidden: the failed attempts a retry made good, and all of them.
+            "recovered": (hour_counts[querysets.RECOVERED], day_counts[querysets.RECOVERED]),
+            "failed_attempts": (
+                hour_counts[querysets.ALL_FAILED_ATTEMPTS],
+                day_counts[querysets.ALL_FAILED_ATTEMPTS],
+            ),
             "buckets": buckets,
             "peak": max(b["total"] for b in buckets),
             "functions": functions[:OVERVIEW_FUNCTIONS],
             "more_functions": len(functions) - OVERVIEW_FUNCTIONS,
             "failures": Run.objects.recent_failures(10),
-            "runs_url": "/?" + urlencode({"status": "failed"}),
         },
     )

@@ -20,7 +20,9 @@ def promote(run_id: str | uuid.UUID, now: datetime | None = None) -> Run | None:
     """Replace a due pending retry by its next attempt; None if it is not (or no longer) due.
 
     The conditional UPDATE is the guard: of the promotion message and the sweeper, only the one
-    that moves the row from pending_retry to failed creates the next attempt.
+    that moves the row from pending_retry to failed creates the next attempt. The same UPDATE
+    marks it superseded, so no reader ever sees a failed attempt that "needs attention" while
+    its next attempt is being created.
     """
     now = now or timezone.now()
     with transaction.atomic():
@@ -30,6 +32,7 @@ def promote(run_id: str | uuid.UUID, now: datetime | None = None) -> Run | None:
             ),
             now=now,
             status=RunStatus.FAILED,
+            is_superseded=True,
         )
         if not promoted:
             return None
@@ -38,14 +41,25 @@ def promote(run_id: str | uuid.UUID, now: datetime | None = None) -> Run | None:
 
 def next_attempt(failed_run: Run) -> Run:
     """A manual retry of a failed run: the next attempt of its chain, same input."""
+    already = InvalidTransition(
+        f"Attempt {failed_run.attempt} was already retried; retry the latest attempt"
+    )
+    now = timezone.now()
     try:
         with transaction.atomic():
-            return _insert_next_attempt(failed_run, timezone.now())
+            # Of two people pressing Retry at once, the second UPDATE waits for the first's row
+            # lock, then finds the attempt superseded and matches nothing.
+            if not transition(
+                Run.objects.filter(id=failed_run.id, status=RunStatus.FAILED, is_superseded=False),
+                now=now,
+                is_superseded=True,
+            ):
+                raise already
+            return _insert_next_attempt(failed_run, now)
     except IntegrityError:
-        # The (origin_run, attempt) unique constraint: someone retried this attempt already.
-        raise InvalidTransition(
-            f"Attempt {failed_run.attempt} was already retried; retry the latest attempt"
-        ) from None
+        # The (origin_run, attempt) unique constraint, the database's own guard should a later
+        # attempt ever exist without its predecessor marked superseded.
+        raise already from None
 
 
 def _insert_next_attempt(previous: Run, now: datetime) -> Run:

@@ -26,12 +26,14 @@ def test_it_needs_a_login_and_says_so_in_json(client, order):
 
 
 def test_it_lists_runs_with_the_dashboard_filters(bob_client, order):
+    # Every failed attempt: this one's retry succeeded, so it does not need attention.
     data = bob_client.get(
-        "/api/runs/", {"status": "failed", "q": "order_id:3", "include": "payloads"}
+        "/api/runs/", {"status": "failed_attempt", "q": "order_id:3", "include": "payloads"}
     ).json()
 
     [run] = data["results"]
     assert run["status"] == "failed" and run["input"]["order_id"] == 3
+    assert run["is_superseded"] is True
     assert run["error"]["type"] == "hotapp.demo.handlers.PaymentDeclined"
     assert data["next"] is None
 

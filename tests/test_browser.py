@@ -154,9 +154,9 @@ def test_a_user_filters_searches_retries_and_watches_the_new_attempt_succeed(pag
     shot(page, "runs")
     assert page.locator("#run-rows tr[id^=run-]").count() == Run.objects.count()
 
-    # Filter by status: failed only.
-    page.check("input[name=status][value=failed]")
-    page.wait_for_url("**/?status=failed*")
+    # Filter by status: every failed attempt, including the orders' recovered first attempts.
+    page.check("input[name=status][value=failed_attempt]")
+    page.wait_for_url("**/?status=failed_attempt*")
     page.wait_for_function("document.querySelectorAll('#run-rows tr[id^=run-]').length === 3")
     assert set(page.locator("#run-rows .badge[class*=status-]").all_inner_texts()) == {"Failed"}
 

@@ -29,7 +29,11 @@ def first_page(queryset, form) -> object:
     "query, index",
     [
         ("", "run_created_idx"),
-        ("status=failed", "run_status_idx"),
+        # Needs attention: failed and not retried, from an index of only those rows.
+        ("status=failed", "run_attention_idx"),
+        ("status=failed_attempt", "run_status_idx"),
+        ("status=failed&status=queued", "run_status_idx"),
+        ("status=failed_attempt&status=succeeded", "run_status_idx"),
         ("function=app.handlers.charge", "run_function_idx"),
         ("event_type=order:paid", "run_event_type_idx"),
         ("trigger=schedule", "run_trigger_idx"),

@@ -47,7 +47,7 @@ def test_it_lists_runs_newest_first_with_status_attempt_and_trigger(alice_client
 
 def test_it_filters_by_several_statuses_at_once(alice_client, orders):
     send("test:downstream")  # stays queued
-    response = alice_client.get("/?status=failed&status=queued")
+    response = alice_client.get("/?status=failed_attempt&status=queued")
 
     statuses = set(Run.objects.filter(id__in=shown_ids(response)).values_list("status", flat=True))
     assert statuses == {"failed", "queued"}
@@ -192,7 +192,7 @@ def test_the_runs_list_reads_no_payloads(alice_client, monkeypatch):
 
 def test_htmx_gets_only_the_fragment_it_asks_for(alice_client, orders, monkeypatch):
     region = alice_client.get(
-        "/?status=failed", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="runs-region"
+        "/?status=failed_attempt", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="runs-region"
     )
     monkeypatch.setattr("hotapp.views.PAGE_SIZE", 2)
     first = alice_client.get("/").content.decode()
@@ -298,7 +298,7 @@ def test_the_list_shows_when_each_run_started_or_that_it_has_not(alice_client):
         row = re.search(rf'<tr id="run-{run.id}".*?</tr>', page, re.S).group(0)
         return re.sub(r"<[^>]+>", "", re.findall(r'<td class="when">.*?</td>', row)[0])
 
-    assert when(ran) == timezone.localtime(ran.started_at).strftime("%b %-d, %H:%M:%S")
+    assert when(ran) == timezone.localtime(ran.started_at).strftime("%Y-%m-%d %H:%M:%S UTC")
     assert when(Run.objects.get(input__n="waits")) == "queued"
     assert when(Run.objects.get(input__n="cancelled")) == "—"
     assert "<th>Started</th>" in page

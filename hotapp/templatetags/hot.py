@@ -1,9 +1,48 @@
 import json
+from datetime import datetime
 
 from django import template
 from django.urls import NoReverseMatch, reverse
+from django.utils import dateformat, timezone
+from django.utils.html import format_html
 
 register = template.Library()
+
+# The ways `when` shows a moment; each ends with the time zone's abbreviation.
+WHEN_FORMATS = {
+    "": "Y-m-d H:i:s T",  # 2026-12-03 12:45:07 UTC
+    "precise": "Y-m-d H:i:s.u T",  # 2026-12-03 12:45:07.123456 UTC
+    "time": "H:i:s T",  # 12:45:07 UTC: beside a date already shown (a timeline)
+    "minute": "H:i T",  # 12:45 UTC: a chart's minute
+}
+
+
+@register.filter
+def when(value: datetime | None, style: str = "") -> str:
+    """Every time the pages show, in Django's current time zone (settings.TIME_ZONE) with its
+    abbreviation: `{{ run.created_at|when }}` is a <time> element whose datetime attribute is
+    the ISO moment and whose title is the full precise one. Styles: "precise", "time",
+    "minute"; add " text" for plain text where no element may go (an attribute, an SVG title).
+    """
+    if value is None:
+        return ""
+    words = style.split()
+    is_text = "text" in words
+    shape = next((w for w in words if w != "text"), "")
+    local = timezone.localtime(value)
+    shown = dateformat.format(local, WHEN_FORMATS[shape])
+    if is_text:
+        return shown
+    precise = dateformat.format(local, WHEN_FORMATS["precise"])
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>', local.isoformat(), precise, shown
+    )
+
+
+@register.simple_tag
+def zone() -> str:
+    """The current time zone's abbreviation now ("UTC"): the zone the Since/Until inputs mean."""
+    return dateformat.format(timezone.localtime(), "T")
 
 
 @register.filter
