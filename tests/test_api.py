@@ -39,7 +39,7 @@ def test_it_lists_runs_with_the_dashboard_filters(bob_client, order):
 
 
 def test_list_rows_carry_no_payloads_unless_asked(bob_client, order):
-    run = bob_client.get("/api/runs/", {"status": "failed"}).json()["results"][0]
+    run = bob_client.get("/api/runs/", {"status": "failed_attempt"}).json()["results"][0]
     event = bob_client.get("/api/events/").json()["results"][0]
 
     assert "input" not in run and "result" not in run and "error" not in run
