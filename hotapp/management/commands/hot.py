@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
+from django.urls import reverse
 from django.utils import timezone
 
 from hotapp.conf import hot_settings
@@ -147,7 +148,7 @@ class Command(BaseCommand):
             demo.send_demo_orders(demo_orders)
             demo.start_demo_task()
 
-        url = f"http://{host}:{port}/"
+        url = f"http://{host}:{port}{reverse('hot:run-list')}"  # under the project's prefix
         database = connection.settings_dict
         mode = "PostgreSQL" if connection.vendor == "postgresql" else f"SQLite ({database['NAME']})"
         self.stdout.write(self.style.SUCCESS(f"Hot App is running at {url}"))

@@ -80,11 +80,7 @@ REDIS_URL = os.environ["REDIS_URL"]
 CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
 
 CELERY_BROKER_URL = REDIS_URL
-CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
-CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fix-up would close the database connection around every task otherwise.
 CELERY_DB_REUSE_MAX = 1_000_000
 
 HOT = {"CELERY_APP": "shop.celery.app"}
