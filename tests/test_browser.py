@@ -26,6 +26,7 @@ class DaphneServer:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
         self.log = log_path.open("w")
         self.proc: subprocess.Popen | None = None
 
@@ -34,6 +35,8 @@ class DaphneServer:
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.settings",
             "TEST_DATABASE_URL": subprocess_database_url(),
+            # Its access log is read while it runs (tests/test_live_redis.py).
+            "PYTHONUNBUFFERED": "1",
         }
         self.proc = subprocess.Popen(
             [

@@ -15,10 +15,13 @@ import secrets
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+from django.urls import reverse
 from django.utils import timezone
 
 from hotapp.conf import hot_settings
@@ -173,15 +176,21 @@ class Command(BaseCommand):
         celery_app().worker_main(["worker", "--loglevel=INFO", *celery_args])
 
     def handle_dev(self, host, port, concurrency, no_demo, demo_orders, **_):
+        from channels.routing import get_default_application
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server
+        from kombu.utils.url import maybe_sanitize_url
 
-        from hotproject.asgi import application
         from runtime import embedded
+        from runtime.celery_app import celery_app
 
+        # The project's own ASGI app (ASGI_APPLICATION): the standalone one, or one that adds Hot.
+        application = get_default_application()
         call_command("migrate", interactive=False, verbosity=0)
         username, password = ensure_dev_user()
-        if not settings.REDIS_URL and "HOT_REQUEUE_AFTER_SECONDS" not in os.environ:
+        broker = maybe_sanitize_url(str(celery_app().conf.broker_url))
+        in_process = broker.startswith("memory")
+        if in_process and "HOT_REQUEUE_AFTER_SECONDS" not in os.environ:
             # The in-process broker cannot hear `hot send` from another terminal; the sweeper
             # rings for those runs soon instead of after the production default of 30 s.
             settings.HOT = {**hot_settings(), "REQUEUE_AFTER_SECONDS": 3.0}
@@ -194,11 +203,11 @@ class Command(BaseCommand):
             demo.send_demo_orders(demo_orders)
             demo.start_demo_task()
 
-        url = f"http://{host}:{port}/"
-        database = settings.DATABASES["default"]
-        mode = "PostgreSQL" if settings.DATABASE_URL else f"SQLite ({database['NAME']})"
+        url = f"http://{host}:{port}{reverse('hot:run-list')}"  # under the project's prefix
+        database = connection.settings_dict
+        mode = "PostgreSQL" if connection.vendor == "postgresql" else f"SQLite ({database['NAME']})"
         self.stdout.write(self.style.SUCCESS(f"Hot App is running at {url}"))
-        self.stdout.write(f"  database: {mode}; broker: {settings.CELERY_BROKER_URL}")
+        self.stdout.write(f"  database: {mode}; broker: {broker}")
         self.stdout.write(f"  log in as: {username} / {password}")
         self.stdout.write(
             f"  worker: in-process, {concurrency} threads (events and tasks); "
@@ -225,7 +234,10 @@ def ensure_dev_user() -> tuple[str, str]:
     """The embedded default's login: `admin` with a password made once and kept in HOT_DATA_DIR."""
     from django.contrib.auth import get_user_model
 
-    password_file = settings.DATA_DIR / "dev-password"
+    # The standalone project's data folder; in a project that adds Hot, .hot/ where it runs.
+    data_dir = Path(getattr(settings, "DATA_DIR", ".hot"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    password_file = data_dir / "dev-password"
     if password_file.exists():
         password = password_file.read_text().strip()
     else:
