@@ -1,4 +1,4 @@
-"""Entry point for `celery -A hotproject worker`: set Django up, then hand over the runtime's app."""
+"""Entry point for `celery -A hotproject worker`: set Django up, then hand over Hot's app."""
 
 import os
 
