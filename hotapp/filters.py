@@ -77,3 +77,48 @@ class EventFilterForm(ListFilterForm):
     handled = forms.ChoiceField(
         required=False, choices=[("", "any"), ("yes", "handled"), ("no", "unhandled")]
     )
+
+
+# The runs list's filter as data: what a bulk operation stores and replays, and what `hot runs`
+# builds from its options. The page cursor is no filter (a bulk action covers every page).
+NOT_A_FILTER = frozenset({"after"})
+
+
+def run_filter_params(data) -> dict:
+    """The runs-list filters in `data` (a QueryDict, or a dict of strings and lists) as JSON:
+    only the form's own fields, no empty values, a list for a field that takes several values
+    (status), in the form's field order. Validate with run_filter_form()."""
+    params: dict = {}
+    for name, field in RunFilterForm.base_fields.items():
+        if name in NOT_A_FILTER:
+            continue
+        if hasattr(data, "getlist"):
+            values = data.getlist(name)
+        else:
+            value = data.get(name)
+            values = value if isinstance(value, list | tuple) else [value]
+        values = [str(v) for v in values if v not in (None, "")]
+        if not values:
+            continue
+        params[name] = values if isinstance(field, forms.MultipleChoiceField) else values[-1]
+    return params
+
+
+def run_filter_form(params: dict) -> RunFilterForm:
+    """The runs page's own form over stored filter params, so a bulk action or `hot runs`
+    matches exactly the runs the page lists for the same URL."""
+    from django.http import QueryDict
+
+    data = QueryDict(mutable=True)
+    for name, value in params.items():
+        data.setlist(name, value if isinstance(value, list) else [value])
+    return RunFilterForm(data)
+
+
+def describe_run_filter(params: dict) -> str:
+    """`status=failed, function=app.handlers.charge` as a person reads it; "all runs" if none."""
+    parts = [
+        f"{name}={','.join(value) if isinstance(value, list) else value}"
+        for name, value in params.items()
+    ]
+    return ", ".join(parts) or "all runs"

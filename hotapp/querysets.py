@@ -5,9 +5,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, models
-from django.db.models import BooleanField, Count, Prefetch, Q, TextField
+from django.db.models import BooleanField, Count, Exists, OuterRef, Prefetch, Q, TextField
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Cast, Left, TruncMinute
+from django.db.models.functions import Cast, Coalesce, Left, TruncMinute
 
 from hotapp.search import EVENT_TEXT_SQL, RUN_TEXT_SQL, Search, like_pattern
 
@@ -194,6 +194,23 @@ class RunQuerySet(KeysetQuerySet):
     def for_list(self) -> "RunQuerySet":
         """Only the columns a list row shows."""
         return self.only(*RUN_LIST_FIELDS)
+
+    def retryable(self) -> "RunQuerySet":
+        """Failed runs a manual retry accepts: not a task's attempt, and not retried already
+        (no later attempt in its chain; the subquery is served by run_one_row_per_attempt)."""
+        later_attempt = self.model.objects.filter(
+            origin_run_id=Coalesce(OuterRef("origin_run_id"), OuterRef("id")),
+            attempt__gt=OuterRef("attempt"),
+        )
+        return self.filter(status="failed", task__isnull=True).exclude(Exists(later_attempt))
+
+    def cancellable(self) -> "RunQuerySet":
+        """Unfinished runs a cancel would change: not yet started, or running with no cancel
+        request yet."""
+        return self.filter(
+            Q(status__in=["queued", "pending_retry"])
+            | Q(status="running", cancel_requested_at__isnull=True)
+        )
 
 
 class EventQuerySet(KeysetQuerySet):

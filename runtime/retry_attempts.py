@@ -1,6 +1,7 @@
 """Turning a failed attempt into the next one: a new Run row, same input, linked to its origin."""
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
@@ -48,8 +49,35 @@ def next_attempt(failed_run: Run) -> Run:
         ) from None
 
 
+def next_attempts(failed_runs: Sequence[Run]) -> list[uuid.UUID]:
+    """Manual retries of many failed runs (a bulk retry) in one INSERT; returns the ids of the
+    new attempts. A run whose next attempt exists already is left out: the unique (origin_run,
+    attempt) turns its row into ON CONFLICT DO NOTHING, after waiting for the transaction that
+    inserted the other one (another bulk operation, a person's retry) to commit."""
+    now = timezone.now()
+    attempts = [_attempt_after(run, now) for run in failed_runs]
+    Run.objects.bulk_create(attempts, ignore_conflicts=True)
+    inserted = Run.objects.filter(id__in=[a.id for a in attempts]).values_list("id", "trigger")
+    by_queue: dict[str | None, list[uuid.UUID]] = {}
+    for attempt_id, trigger in inserted:
+        by_queue.setdefault(dispatch.queue_for(trigger), []).append(attempt_id)
+    for queue, ids in by_queue.items():
+        dispatch.enqueue_on_commit(ids, queue)
+    if by_queue:
+        runs_changed()
+    return [attempt_id for ids in by_queue.values() for attempt_id in ids]
+
+
 def _insert_next_attempt(previous: Run, now: datetime) -> Run:
-    attempt = Run(
+    attempt = _attempt_after(previous, now)
+    attempt.save(force_insert=True)
+    dispatch.enqueue_on_commit([attempt.id], dispatch.queue_for(attempt.trigger))
+    runs_changed()
+    return attempt
+
+
+def _attempt_after(previous: Run, now: datetime) -> Run:
+    return Run(
         function=previous.function,
         trigger=previous.trigger,
         event_id=previous.event_id,
@@ -67,7 +95,3 @@ def _insert_next_attempt(previous: Run, now: datetime) -> Run:
         updated_at=now,
         queued_at=now,
     )
-    attempt.save(force_insert=True)
-    dispatch.enqueue_on_commit([attempt.id], dispatch.queue_for(attempt.trigger))
-    runs_changed()
-    return attempt
