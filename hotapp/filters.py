@@ -82,14 +82,19 @@ class EventFilterForm(ListFilterForm):
 # The runs list's filter as data: what a bulk operation stores and replays, and what `hot runs`
 # builds from its options. The page cursor is no filter (a bulk action covers every page).
 NOT_A_FILTER = frozenset({"after"})
+# The order a filter is written in (`status=failed, function=…, q=…`); other fields follow.
+FILTER_ORDER = ("status", "function", "event_type", "trigger", "q", "since", "until")
 
 
 def run_filter_params(data) -> dict:
     """The runs-list filters in `data` (a QueryDict, or a dict of strings and lists) as JSON:
     only the form's own fields, no empty values, a list for a field that takes several values
-    (status), in the form's field order. Validate with run_filter_form()."""
+    (status), in FILTER_ORDER. Validate with run_filter_form()."""
     params: dict = {}
-    for name, field in RunFilterForm.base_fields.items():
+    fields = RunFilterForm.base_fields
+    known = len(FILTER_ORDER)
+    for name in sorted(fields, key=lambda n: FILTER_ORDER.index(n) if n in FILTER_ORDER else known):
+        field = fields[name]
         if name in NOT_A_FILTER:
             continue
         if hasattr(data, "getlist"):
@@ -119,6 +124,7 @@ def describe_run_filter(params: dict) -> str:
     """`status=failed, function=app.handlers.charge` as a person reads it; "all runs" if none."""
     parts = [
         f"{name}={','.join(value) if isinstance(value, list) else value}"
-        for name, value in params.items()
+        # In FILTER_ORDER again: a filter read back from a jsonb column has its keys reordered.
+        for name, value in run_filter_params(params).items()
     ]
     return ", ".join(parts) or "all runs"
