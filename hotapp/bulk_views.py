@@ -17,7 +17,13 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from hotapp.api import api_login_required
-from hotapp.filters import NOT_A_FILTER, RunFilterForm, describe_run_filter, run_filter_params
+from hotapp.filters import (
+    NOT_A_FILTER,
+    RunFilterForm,
+    describe_run_filter,
+    filter_pairs,
+    run_filter_params,
+)
 from hotapp.models import BulkOperation, BulkVia
 from runtime import HotError, bulk
 
@@ -29,15 +35,6 @@ DONE_WORD = {"retry": "retried", "cancel": "cancelled"}
 def runs_url(params: dict) -> str:
     """The runs page showing exactly the runs of a filter."""
     return reverse("hot:run-list") + ("?" + urlencode(params, doseq=True) if params else "")
-
-
-def hidden_fields(params: dict) -> list[tuple[str, str]]:
-    """A filter as (name, value) pairs for hidden inputs, a status per input."""
-    return [
-        (name, item)
-        for name, value in params.items()
-        for item in (value if isinstance(value, list) else [value])
-    ]
 
 
 @require_http_methods(["GET", "POST"])
@@ -66,7 +63,7 @@ def bulk_new(request: HttpRequest) -> HttpResponse:
             "count_text": f"{count:,}",
             "description": bulk.describe(action, count, params) if not error else "",
             "filter_text": describe_run_filter(params),
-            "hidden": hidden_fields(params),
+            "hidden": filter_pairs(params),
             "error": error,
             "back_url": runs_url(params),
         },

@@ -128,3 +128,12 @@ def describe_run_filter(params: dict) -> str:
         for name, value in run_filter_params(params).items()
     ]
     return ", ".join(parts) or "all runs"
+
+
+def filter_pairs(params: dict) -> list[tuple[str, str]]:
+    """A filter as (name, value) pairs, a status per pair: hidden inputs that carry it on."""
+    return [
+        (name, item)
+        for name, value in params.items()
+        for item in (value if isinstance(value, list) else [value])
+    ]

@@ -197,7 +197,7 @@ class RunQuerySet(KeysetQuerySet):
 
     def retryable(self) -> "RunQuerySet":
         """Failed runs a manual retry accepts: not a task's attempt, and not retried already
-        (no later attempt in its chain; the subquery is served by run_one_row_per_attempt)."""
+        (no later attempt in its chain: an index seek on origin_run_id per run)."""
         later_attempt = self.model.objects.filter(
             origin_run_id=Coalesce(OuterRef("origin_run_id"), OuterRef("id")),
             attempt__gt=OuterRef("attempt"),

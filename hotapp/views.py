@@ -14,9 +14,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from hotapp import querysets
-from hotapp.bulk_views import hidden_fields
-from hotapp.filters import EventFilterForm, RunFilterForm, encode_cursor, run_filter_params
+from hotapp import filters, querysets
+from hotapp.filters import EventFilterForm, RunFilterForm, encode_cursor
 from hotapp.lineage import stream_graph
 from hotapp.models import TERMINAL_STATUSES, Event, Run, RunStatus, RunTrace
 from hotapp.querysets import filtered_page, minutes_back
@@ -71,7 +70,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
             "is_first_page": not request.GET.get("after"),
             "live_cursor": timezone.now().isoformat(),
             # The Bulk action's hidden fields: this list's filters (hotapp/bulk_views.py).
-            "bulk_filter": hidden_fields(run_filter_params(request.GET)),
+            "bulk_filter": filters.filter_pairs(filters.run_filter_params(request.GET)),
         }
     )
     # The region first: a live reload of a later page asks for the region, not its rows.

@@ -244,3 +244,27 @@ def test_a_run_the_action_cannot_handle_fails_alone_and_the_others_are_done(make
     assert (finished.status, finished.done, finished.failed) == ("done", 4, 1)
     assert finished.last_error == f"run {poisoned}: ValueError: cannot copy this one"
     assert set(retries_per_run()) == {r.id for r in runs} - {poisoned}
+
+
+def plan(queryset) -> str:
+    """The plan with sequential scans off (the test tables are tiny): an index must serve it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+    return queryset.explain()
+
+
+def test_the_sweeper_finds_stalled_operations_from_an_index_of_unfinished_ones():
+    stalled = BulkOperation.objects.filter(
+        status__in=bulk.UNFINISHED, lease_expires_at__lt=timezone.now()
+    ).order_by("lease_expires_at")[:100]
+
+    assert "bulk_unfinished_idx" in plan(stalled)
+
+
+def test_a_retry_batch_reads_indexes_only():
+    batch = bulk.matching("retry", {"status": "failed"}).newest_first()[:200]
+
+    query_plan = plan(batch)
+    # The later attempt is looked up by origin_run_id: run_one_row_per_attempt or the foreign
+    # key's own index, whichever the planner prefers for the table's size.
+    assert "run_status_idx" in query_plan and "Seq Scan" not in query_plan
