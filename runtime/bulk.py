@@ -287,6 +287,8 @@ def _retry(ids: list[uuid.UUID]) -> Outcome:
     attempt) leaves out a run that someone retried meanwhile (another operation, a person, a
     retry promotion), waiting for theirs to commit first; it is skipped."""
     failed = Run.objects.filter(id__in=ids, status=RunStatus.FAILED, task__isnull=True)
+    # Inserted in the list's order, as every operation reads its runs: two operations that
+    # insert the same runs' attempts wait for each other in one order, never in a cycle.
     done = len(retry_attempts.next_attempts(list(failed.order_by("-created_at", "-id"))))
     return Outcome(done, len(ids) - done, 0, "")
 
