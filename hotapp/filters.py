@@ -91,3 +91,63 @@ class EventFilterForm(ListFilterForm):
     handled = forms.ChoiceField(
         required=False, choices=[("", "any"), ("yes", "handled"), ("no", "unhandled")]
     )
+
+
+# The runs list's filter as data: what a bulk operation stores and replays, and what `hot runs`
+# builds from its options. The page cursor is no filter (a bulk action covers every page).
+NOT_A_FILTER = frozenset({"after"})
+# The order a filter is written in (`status=failed, function=…, q=…`); other fields follow.
+FILTER_ORDER = ("status", "function", "event_type", "trigger", "q", "since", "until")
+
+
+def run_filter_params(data) -> dict:
+    """The runs-list filters in `data` (a QueryDict, or a dict of strings and lists) as JSON:
+    only the form's own fields, no empty values, a list for a field that takes several values
+    (status), in FILTER_ORDER. Validate with run_filter_form()."""
+    params: dict = {}
+    fields = RunFilterForm.base_fields
+    known = len(FILTER_ORDER)
+    for name in sorted(fields, key=lambda n: FILTER_ORDER.index(n) if n in FILTER_ORDER else known):
+        field = fields[name]
+        if name in NOT_A_FILTER:
+            continue
+        if hasattr(data, "getlist"):
+            values = data.getlist(name)
+        else:
+            value = data.get(name)
+            values = value if isinstance(value, list | tuple) else [value]
+        values = [str(v) for v in values if v not in (None, "")]
+        if not values:
+            continue
+        params[name] = values if isinstance(field, forms.MultipleChoiceField) else values[-1]
+    return params
+
+
+def run_filter_form(params: dict) -> RunFilterForm:
+    """The runs page's own form over stored filter params, so a bulk action or `hot runs`
+    matches exactly the runs the page lists for the same URL."""
+    from django.http import QueryDict
+
+    data = QueryDict(mutable=True)
+    for name, value in params.items():
+        data.setlist(name, value if isinstance(value, list) else [value])
+    return RunFilterForm(data)
+
+
+def describe_run_filter(params: dict) -> str:
+    """`status=failed, function=app.handlers.charge` as a person reads it; "all runs" if none."""
+    parts = [
+        f"{name}={','.join(value) if isinstance(value, list) else value}"
+        # In FILTER_ORDER again: a filter read back from a jsonb column has its keys reordered.
+        for name, value in run_filter_params(params).items()
+    ]
+    return ", ".join(parts) or "all runs"
+
+
+def filter_pairs(params: dict) -> list[tuple[str, str]]:
+    """A filter as (name, value) pairs, a status per pair: hidden inputs that carry it on."""
+    return [
+        (name, item)
+        for name, value in params.items()
+        for item in (value if isinstance(value, list) else [value])
+    ]

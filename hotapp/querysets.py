@@ -5,7 +5,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, models
-from django.db.models import BooleanField, Count, F, Prefetch, Q, Sum, TextField
+from django.db.models import (
+    BooleanField,
+    Count,
+    F,
+    Prefetch,
+    Q,
+    Sum,
+    TextField,
+)
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Cast, Left, TruncMinute
 
@@ -242,6 +250,19 @@ class RunQuerySet(KeysetQuerySet):
     def for_list(self) -> "RunQuerySet":
         """Only the columns a list row shows."""
         return self.only(*RUN_LIST_FIELDS)
+
+    def retryable(self) -> "RunQuerySet":
+        """Failed runs a manual retry accepts: not a task's attempt, and not retried already
+        (superseded by a later attempt of its chain)."""
+        return self.filter(status="failed", is_superseded=False, task__isnull=True)
+
+    def cancellable(self) -> "RunQuerySet":
+        """Unfinished runs a cancel would change: not yet started, or running with no cancel
+        request yet."""
+        return self.filter(
+            Q(status__in=["queued", "pending_retry"])
+            | Q(status="running", cancel_requested_at__isnull=True)
+        )
 
 
 class EventQuerySet(KeysetQuerySet):

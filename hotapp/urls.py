@@ -3,7 +3,7 @@ in the namespace `hot`: `path("hot/", include("hotapp.urls"))`."""
 
 from django.urls import path, re_path
 
-from hotapp import api, task_views, token_views, views
+from hotapp import api, bulk_views, task_views, token_views, views
 
 app_name = "hot"
 
@@ -29,6 +29,12 @@ urlpatterns = [
     path("api/runs/<uuid:run_id>/<str:action>/", api.run_action, name="api-run-action"),
     path("api/events/", api.events, name="api-events"),
     path("api/events/<uuid:event_id>/", api.event, name="api-event"),
+    path("bulk/", bulk_views.bulk_list, name="bulk-list"),
+    path("bulk/new/", bulk_views.bulk_new, name="bulk-new"),
+    path("bulk/<uuid:operation_id>/", bulk_views.bulk_detail, name="bulk-detail"),
+    path("bulk/<uuid:operation_id>/stop/", bulk_views.bulk_stop, name="bulk-stop"),
+    path("api/runs/bulk/", bulk_views.api_bulk_start, name="api-bulk-start"),
+    path("api/bulk/<uuid:operation_id>/", bulk_views.api_bulk, name="api-bulk"),
     # Last of the API: any other api/ URL is a JSON 404 (hotapp.auth.is_api_request knows the
     # API by its names, api-*).
     re_path(r"^api/", api.not_found, name="api-not-found"),

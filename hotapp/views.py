@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from hotapp import querysets
+from hotapp import filters, querysets
 from hotapp.auth import OPERATE, operator_required, viewer_required
 from hotapp.filters import EventFilterForm, RunFilterForm, encode_cursor
 from hotapp.lineage import stream_graph
@@ -70,6 +70,8 @@ def run_list(request: HttpRequest) -> HttpResponse:
             "selected_statuses": request.GET.getlist("status"),
             "is_first_page": not request.GET.get("after"),
             "live_cursor": timezone.now().isoformat(),
+            # The Bulk action's hidden fields: this list's filters (hotapp/bulk_views.py).
+            "bulk_filter": filters.filter_pairs(filters.run_filter_params(request.GET)),
         }
     )
     # The region first: a live reload of a later page asks for the region, not its rows.

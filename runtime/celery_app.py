@@ -47,3 +47,10 @@ def promote_retry(run_id: str) -> None:
     from runtime import retry_attempts
 
     retry_attempts.promote(run_id)
+
+
+@shared_task(**DOORBELL, name="hot.run_bulk")
+def run_bulk(operation_id: str) -> None:
+    from runtime import bulk
+
+    bulk.execute(operation_id, slice_seconds=bulk.SLICE_SECONDS)

@@ -4,6 +4,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from hotapp.models import Run, RunStatus
@@ -62,8 +63,42 @@ def next_attempt(failed_run: Run) -> Run:
         raise already from None
 
 
+def next_attempts(runs: QuerySet[Run]) -> list[uuid.UUID]:
+    """Manual retries of many runs at once (a bulk retry), inside the caller's transaction:
+    each of `runs` that is still failed and not retried yet is marked superseded and gets its
+    next attempt, all in one UPDATE and one INSERT; returns the new attempts' ids."""
+    now = timezone.now()
+    # Locked in the list's order, so two operations over the same runs wait for each other and
+    # never in a cycle; a person's Retry (next_attempt's UPDATE) waits likewise, then finds the
+    # run superseded and matches nothing.
+    failed = list(
+        runs.filter(status=RunStatus.FAILED, is_superseded=False)
+        .select_for_update()
+        .order_by("-created_at", "-id")
+    )
+    if not failed:
+        return []
+    transition(Run.objects.filter(id__in=[run.id for run in failed]), now=now, is_superseded=True)
+    attempts = Run.objects.bulk_create([_attempt_after(run, now) for run in failed])
+    by_queue: dict[str | None, list[uuid.UUID]] = {}
+    for attempt in attempts:
+        by_queue.setdefault(dispatch.queue_for(attempt.trigger), []).append(attempt.id)
+    for queue, ids in by_queue.items():
+        dispatch.enqueue_on_commit(ids, queue)
+    runs_changed()
+    return [attempt.id for attempt in attempts]
+
+
 def _insert_next_attempt(previous: Run, now: datetime) -> Run:
-    attempt = Run(
+    attempt = _attempt_after(previous, now)
+    attempt.save(force_insert=True)
+    dispatch.enqueue_on_commit([attempt.id], dispatch.queue_for(attempt.trigger))
+    runs_changed()
+    return attempt
+
+
+def _attempt_after(previous: Run, now: datetime) -> Run:
+    return Run(
         function=previous.function,
         trigger=previous.trigger,
         event_id=previous.event_id,
@@ -81,7 +116,3 @@ def _insert_next_attempt(previous: Run, now: datetime) -> Run:
         updated_at=now,
         queued_at=now,
     )
-    attempt.save(force_insert=True)
-    dispatch.enqueue_on_commit([attempt.id], dispatch.queue_for(attempt.trigger))
-    runs_changed()
-    return attempt

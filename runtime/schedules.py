@@ -36,6 +36,10 @@ class ScheduleNotFound(HotError, LookupError):
     """No schedule has this name."""
 
 
+class AmbiguousScheduleName(HotError, LookupError):
+    """Several schedules have this short name; give the full one."""
+
+
 def on_schedule(
     expression: str,
     *,
@@ -163,6 +167,22 @@ def _fire(
             extra={"action": "fire", "schedule": schedule.name},
         )
     return len(inserted)
+
+
+def full_name(name: str) -> str:
+    """A schedule's full name, from itself or from the short name the pages show
+    (`tidy_abandoned_carts` for `shop.handlers.tidy_abandoned_carts`)."""
+    names = list(Schedule.objects.values_list("name", flat=True))
+    if name in names:
+        return name
+    matches = sorted(full for full in names if full.rsplit(".", 1)[-1] == name)
+    if len(matches) > 1:
+        raise AmbiguousScheduleName(
+            f"Several schedules are called {name!r}: {', '.join(matches)}; give the full name"
+        )
+    if not matches:
+        raise ScheduleNotFound(f"No schedule named {name!r}")
+    return matches[0]
 
 
 def pause(name: str, actor: Actor | None = None) -> None:

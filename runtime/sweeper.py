@@ -2,7 +2,8 @@
 
 It re-enqueues queued runs whose message may be lost, promotes due retries whose promotion
 message was lost, re-queues runs whose worker died (lease lapsed), and ends runs that ignored a
-cancel request past the grace period. Every transition is a conditional UPDATE, so several sweepers,
+cancel request past the grace period; it also rings again for bulk operations whose worker died
+(runtime.bulk.resume_stalled). Every transition is a conditional UPDATE, so several sweepers,
 or a sweeper racing a worker, cannot make one twice (two may ring the same doorbell twice, which
 is harmless: a second delivery of a run is a no-op).
 """
@@ -16,7 +17,7 @@ from django.utils import timezone
 
 from hotapp.conf import hot_settings
 from hotapp.models import Run, RunStatus, Task, TaskStatus
-from runtime import dispatch, retry_attempts, tasks
+from runtime import bulk, dispatch, retry_attempts, tasks
 from runtime.exceptions import HotError, TaskTimedOut
 from runtime.executor import describe_error
 from runtime.transitions import transition
@@ -39,6 +40,7 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
         "force_cancelled": force_overdue_cancels(now),
         "timed_out": force_task_timeouts(now),
         "settled": tasks.settle_orphans(),
+        "bulk_resumed": bulk.resume_stalled(now),
     }
 
 

@@ -229,3 +229,41 @@ def bob_client(client, bob):
 def dave_client(client, dave):
     client.force_login(dave)
     return client
+
+
+@pytest.fixture
+def make_runs():
+    """Insert `n` runs of tests.handlers.downstream, each with its own event, as they stand
+    after running (failed unless told otherwise), one millisecond apart, oldest first."""
+    from datetime import timedelta
+
+    from hotapp.models import TERMINAL_STATUSES, Event
+
+    def make(n: int, status: str = RunStatus.FAILED, **fields) -> list[Run]:
+        now = timezone.now()
+        events, runs = [], []
+        for i in range(n):
+            created_at = now - timedelta(milliseconds=n - i)
+            event = Event(type="test:downstream", data={"n": i}, created_at=created_at)
+            event.stream_id = event.id
+            event.is_handled = True
+            events.append(event)
+            runs.append(
+                Run(
+                    function="tests.handlers.downstream",
+                    trigger="event",
+                    event=event,
+                    event_type=event.type,
+                    stream_id=event.stream_id,
+                    input=event.data,
+                    status=status,
+                    created_at=created_at,
+                    updated_at=now,
+                    finished_at=now if status in TERMINAL_STATUSES else None,
+                    **fields,
+                )
+            )
+        Event.objects.bulk_create(events)
+        return Run.objects.bulk_create(runs)
+
+    return make

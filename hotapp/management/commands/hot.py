@@ -4,8 +4,11 @@ hot dev                      everything in one process on the embedded default
 hot worker [celery args]     a Celery worker (production); `-Q hot.tasks` for task attempts
 hot scheduler                fire schedules and sweep (production; run one, more are safe)
 hot schedules                list schedules; hot pause NAME / hot resume NAME
-hot send TYPE [JSON]         send an event
+hot send TYPE [JSON|@FILE|-] send an event (a payload inline, from a file, or from stdin)
 hot sweep                    one sweeper pass, printing what it did
+hot runs [filters]           list runs with the runs page's filters (--json: JSON lines)
+hot retry|rerun|cancel ID    act on one run
+hot bulk retry|cancel [filters] [--dry-run] [--yes]   act on every matching run, in batches
 hot token create USER --name N | revoke ID | list     API tokens
 """
 
@@ -25,12 +28,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from hotapp.conf import hot_settings
+from hotapp.management import run_commands
 from runtime import Actor, HotError, scheduler, schedules, send, sweeper
-from runtime.registry import all_handlers
+from runtime.registry import all_handlers, handlers_for
 
 
 class Command(BaseCommand):
     help = "Hot: run the dashboard, workers and sweeper, or send events."
+    stealth_options = ("stdin",)  # call_command(..., stdin=…) stands in for the terminal
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
@@ -49,12 +54,18 @@ class Command(BaseCommand):
         sub.add_parser("schedules", help="list schedules with their next fire times")
         for verb in ("pause", "resume"):
             verb_parser = sub.add_parser(verb, help=f"{verb} a schedule")
-            verb_parser.add_argument("name", help="the schedule's (handler's) name")
+            verb_parser.add_argument(
+                "name", help="the schedule's name, full or as the pages show it"
+            )
         sub.add_parser("sweep", help="one sweeper pass")
 
         send_parser = sub.add_parser("send", help="send an event")
         send_parser.add_argument("type")
-        send_parser.add_argument("data", nargs="?", default="{}", help="JSON payload")
+        send_parser.add_argument(
+            "data", nargs="?", default="{}", help="JSON payload, @file.json, or - for stdin"
+        )
+
+        run_commands.add_parsers(sub)
 
         self.add_token_arguments(sub)
 
@@ -66,17 +77,38 @@ class Command(BaseCommand):
         super().run_from_argv(argv)
 
     def handle(self, *args, action, **options):
+        if action in run_commands.HANDLERS:
+            run_commands.handle(self, action, **options)
+            return
         getattr(self, f"handle_{action}")(**options)
 
-    def handle_send(self, type, data, **_):
+    def handle_send(self, type, data, stdin=None, **_):
+        source = "The payload"
+        if data == "-":
+            data, source = (stdin or sys.stdin).read(), "The payload on stdin"
+        elif data.startswith("@"):
+            source = data[1:]
+            try:
+                with open(data[1:], encoding="utf-8") as payload_file:
+                    data = payload_file.read()
+            except OSError as exc:
+                raise CommandError(f"Cannot read {source}: {exc.strerror}") from None
         try:
             payload = json.loads(data)
         except json.JSONDecodeError as exc:
-            raise CommandError(f"The payload is not valid JSON: {exc}") from None
+            raise CommandError(f"{source} is not valid JSON: {exc}") from None
         try:
             event_id = send(type, payload)
         except HotError as exc:
             raise CommandError(str(exc)) from None
+        if not handlers_for(type):
+            # Runs are made for the handlers the *sending* process knows: a script that forgot
+            # the handler modules stores the event with no runs, and nothing else says so.
+            self.stderr.write(
+                f"WARNING: no handler subscribes to {type!r} in this process; the event is "
+                "stored unhandled. Is HOT_HANDLER_MODULES set?",
+                self.style.WARNING,
+            )
         self.stdout.write(str(event_id))
 
     def handle_schedules(self, **_):
@@ -99,6 +131,7 @@ class Command(BaseCommand):
     def _schedule_action(self, action, name, done):
         schedules.sync()
         try:
+            name = schedules.full_name(name)  # the pages show the short name
             action(name, Actor.cli())
         except HotError as exc:
             raise CommandError(str(exc)) from None
