@@ -265,6 +265,5 @@ def test_a_retry_batch_reads_indexes_only():
     batch = bulk.matching("retry", {"status": "failed"}).newest_first()[:200]
 
     query_plan = plan(batch)
-    # The later attempt is looked up by origin_run_id: run_one_row_per_attempt or the foreign
-    # key's own index, whichever the planner prefers for the table's size.
-    assert "run_status_idx" in query_plan and "Seq Scan" not in query_plan
+    # Failed and not superseded is exactly what the needs-attention index holds.
+    assert "run_attention_idx" in query_plan and "Seq Scan" not in query_plan

@@ -78,7 +78,7 @@ def test_confirming_starts_the_operation_and_shows_its_progress(alice_client, al
     page = alice_client.get(f"/bulk/{operation.id}/", headers={"HX-Request": "true"})
     assert "hx-trigger" not in page.content.decode()  # finished: the polling stops
     assert "3 of 3 handled" in text(page) and "3 retried" in text(page)
-    assert "Done" in text(page) and "alice · runs page" in text(page)
+    assert "Done" in text(page) and "alice · dashboard" in text(page)
 
 
 def test_the_confirmation_says_when_nothing_matches_and_offers_no_button(alice_client):
@@ -146,7 +146,7 @@ def test_the_bulk_operations_page_lists_the_newest_first(bob_client, make_runs):
     page = bob_client.get("/bulk/").content.decode()
 
     assert page.index(f"bulk-{second.id}") < page.index(f"bulk-{first.id}")
-    assert "status=failed" in page and "ops" in page and "command line" in page
+    assert "status=failed" in page and "ops" in page and "CLI" in page
 
 
 def test_the_api_counts_first_then_starts_the_operation(alice_client, make_runs):
@@ -193,7 +193,7 @@ def test_the_api_refuses_a_malformed_request_saying_why(alice_client, body, mess
     response = alice_client.post("/api/runs/bulk/", body, content_type="application/json")
 
     assert response.status_code == 400
-    assert message in response.json()["error"]
+    assert message in response.json()["error"]["message"]
     assert not BulkOperation.objects.exists()
 
 
