@@ -26,7 +26,7 @@ def events():
 
 
 def row(page: str, event: Event) -> str:
-    return re.search(rf'<tr id="event-{event.id}">.*?</tr>', page, re.S).group(0)
+    return re.search(rf'<tr id="event-{event.id}"[^>]*>.*?</tr>', page, re.S).group(0)
 
 
 def test_it_lists_events_with_payload_and_the_runs_they_triggered(alice_client, events):

@@ -3,6 +3,8 @@ import json
 from django import template
 from django.urls import NoReverseMatch, reverse
 
+from hotapp import filters
+
 register = template.Library()
 
 
@@ -58,3 +60,9 @@ def logout_url() -> str:
         return reverse("logout")
     except NoReverseMatch:
         return ""
+
+
+@register.filter
+def row_key(row) -> str:
+    """A list row's `data-key`: its place in the list's order (hotapp.filters.row_key)."""
+    return filters.row_key(row.created_at, row.id)
