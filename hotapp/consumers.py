@@ -251,12 +251,12 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if is_behind:
             cursor = now  # the reload below shows everything up to now
         is_page = isinstance(feed, PageFeed)
-        following = params if is_page else str(content.get("query", ""))
         sub = Subscription(
             feed,
             sub_id,
             cursor,
-            group=(feed.kind, repr(following)),
+            # The same filters (whatever page of the list), the same workflow's pages.
+            group=(feed.kind, repr(params)),
             params=params,
             is_rendered_state=is_page and (is_behind or not content.get("resume")),
         )
