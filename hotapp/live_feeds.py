@@ -73,8 +73,8 @@ class ListFeed:
     def rows(self, ids: list[str]) -> Iterable[Model]:
         raise NotImplementedError
 
-    def element(self, pk: object) -> str:
-        return f"{self.noun}-{uuid.UUID(str(pk))}"
+    def element(self, pk: uuid.UUID) -> str:
+        return f"{self.noun}-{pk}"
 
     def render(self, elements: list[str]) -> dict[str, dict]:
         """Row fragments by element id: the HTML and the row's place in the list's order."""
@@ -141,7 +141,11 @@ class EventsFeed(ListFeed):
         An event never changes, so it never stops matching: no row is ever gone."""
         with connection.cursor() as cursor:
             cursor.execute(*self.changed(filters, since, limit))
-            return self._stamps([(i, u, True) for i, u in cursor.fetchall()])
+            # SQLite returns the ids as 32 hex digits: the element ids have the dashes.
+            rows = cursor.fetchall()
+            return self._stamps(
+                [(i if isinstance(i, uuid.UUID) else uuid.UUID(i), u, True) for i, u in rows]
+            )
 
     def changed(self, filters: dict, since: datetime, limit: int) -> tuple[str, list]:
         """The statement: (id, newest stamp) per event."""
