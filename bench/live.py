@@ -8,8 +8,8 @@ What runs: the dashboard as a real `daphne hotproject.asgi:application` process 
 layer, PostgreSQL), and headless Chromium (Playwright) logged in and showing the runs list (/),
 scrolled to the top. A MutationObserver in the page stamps Date.now() for every run row
 (`tr#run-<id>`) it sees inserted and still in the page when the observer runs, whether one by one
-from a live `runs` message or as part of a whole region re-fetched (the page no longer does that;
-an older version re-fetched after an `overflow` notice).
+from a live `update` message or as part of a whole region re-fetched (after a `reload` message,
+which a page current enough never gets; an older version re-fetched after an `overflow` notice).
 
 The load is NOT executed by workers: two cores cannot run 1,000 real runs a second. A load
 generator in this process writes the rows directly, the way the runtime's transitions do: every
@@ -19,7 +19,7 @@ commit. It notes time.time() right after each commit.
 
 Latency of a row = the browser's Date.now() when the row appeared - its batch's commit time
 (same machine, same clock). Only rows the page actually shows count, so the script also prints
-how many rows that is, how many `overflow` notices came instead of rows, and a second figure that
+how many rows that is, how many `reload` notices came instead of rows, and a second figure that
 does not favour the few rows a re-fetch happens to show: for each commit, the time until the page
 showed a row from that commit or a newer one. It also checks that the table ends showing the
 newest runs, newest first. The goal line says "met" only if both p95s are within the goal and
@@ -58,7 +58,7 @@ USER, PASSWORD = "bench", "bench-pass"
 RECORDER = """
 window.__rows = [];      // [run id, status shown, Date.now(), "row" | "refresh"]
 window.__messages = [];  // [type, Date.now(), run ids carried, more changed than carried]
-window.__refreshes = 0;  // #runs-region swapped in whole (after an overflow notice)
+window.__refreshes = 0;  // #runs-region swapped in whole (after a reload notice)
 const seen = new Set();
 const Native = window.WebSocket;
 window.WebSocket = class extends Native {
@@ -66,7 +66,8 @@ window.WebSocket = class extends Native {
     super(...args);
     this.addEventListener("message", (e) => {
       const msg = JSON.parse(e.data);
-      window.__messages.push([msg.type, Date.now(), (msg.rows || []).map((r) => r.id), !!msg.more]);
+      const ids = (msg.rows || []).map((r) => r.id.replace(/^run-/, ""));
+      window.__messages.push([msg.type, Date.now(), ids, !!msg.more]);
     });
   }
 };
@@ -321,14 +322,14 @@ def report(args, commits, out, rows, messages, refreshes, shown, newest, pill) -
     kinds = Counter(m[0] for m in messages)
     print(
         f"rows seen in the browser: {len(rows)} of {written} ({via['row']} inserted from live "
-        f"`runs` messages, {via['refresh']} in {refreshes} whole-list re-fetches); "
+        f"`update` messages, {via['refresh']} in {refreshes} whole-list re-fetches); "
         f"statuses shown {dict(Counter(r[1] for r in rows))}"
     )
     print(
         f"socket messages: {len(messages)} {dict(kinds)}; "
         f"{sum(1 for m in messages if m[3])} said more changed than they carried"
     )
-    print(f"overflow notices: {kinds['overflow']}")
+    print(f"reload notices: {kinds['reload']}")
     print(
         f"at the end: {len(shown)} rows in the table, "
         f"{'the' if shown == newest else 'NOT the'} {len(newest)} newest runs newest first; "
@@ -341,12 +342,12 @@ def report(args, commits, out, rows, messages, refreshes, shown, newest, pill) -
     latency = [ms(r[0], r[2]) for r in rows]
     print(f"commit -> row in browser          {summary(latency)}")
     for how, label in (
-        ("row", "rows from live `runs` messages"),
+        ("row", "rows from live `update` messages"),
         ("refresh", "rows from re-fetches"),
     ):
         print(f"  {label:32s}{summary([ms(r[0], r[2]) for r in rows if r[3] == how])}")
     carried = [
-        ms(i, t) for kind, t, ids, _ in messages if kind == "runs" for i in ids if i in commits
+        ms(i, t) for kind, t, ids, _ in messages if kind == "update" for i in ids if i in commits
     ]
     print(f"commit -> row in socket message   {summary(carried)}")
 

@@ -3,7 +3,7 @@
 import base64
 import binascii
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django import forms
 from django.utils import timezone
@@ -20,9 +20,20 @@ def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def row_key(created_at: datetime, row_id: uuid.UUID) -> str:
+    """A list row's place in the newest-first order, as text that sorts the way the list does:
+    fixed-width UTC time to the microsecond, then the id (lowercase hex compares as PostgreSQL
+    compares uuids). Live updates carry it so that a page places rows without parsing dates; it
+    is also a cursor (`?after=<key>`), so a page that drops rows can link on from its last one."""
+    utc = created_at.astimezone(UTC)
+    return f"{utc:%Y-%m-%dT%H:%M:%S.%f}+00:00|{row_id}"
+
+
 def decode_cursor(text: str) -> tuple[datetime, uuid.UUID]:
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        raw = text  # a row key as it is, or an encoded cursor (base64 never holds a "|")
+        if "|" not in text:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
         when, _, row_id = raw.partition("|")
         created_at = datetime.fromisoformat(when)
         if timezone.is_naive(created_at):

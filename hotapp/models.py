@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from hotapp.ids import uuid7
-from hotapp.querysets import EventQuerySet, KeysetQuerySet, RunQuerySet
+from hotapp.querysets import EventQuerySet, RunQuerySet, TaskQuerySet
 
 
 class Trigger(models.TextChoices):
@@ -308,7 +308,7 @@ class Task(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
-    objects = KeysetQuerySet.as_manager()
+    objects = TaskQuerySet.as_manager()
 
     class Meta:
         # Django also indexes the foreign key parent_run_id: SET NULL when that run is deleted.

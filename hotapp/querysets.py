@@ -9,13 +9,15 @@ from django.db.models import (
     BooleanField,
     Count,
     F,
+    OuterRef,
     Prefetch,
     Q,
+    Subquery,
     Sum,
     TextField,
 )
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Cast, Left, TruncMinute
+from django.db.models.functions import Cast, Coalesce, Left, TruncMinute
 
 from hotapp.search import EVENT_TEXT_SQL, RUN_TEXT_SQL, Search, like_pattern
 
@@ -288,6 +290,24 @@ class EventQuerySet(KeysetQuerySet):
             .annotate(data_preview=Left(Cast("data", TextField()), PREVIEW_CHARS))
             .prefetch_related(Prefetch("runs", queryset=runs.order_by("created_at", "id")))
         )
+
+
+class TaskQuerySet(KeysetQuerySet):
+    def filtered(self, filters: dict) -> "TaskQuerySet":
+        """The tasks list's one filter, a status (checked by the caller)."""
+        return self.filter(status=filters["status"]) if filters.get("status") else self
+
+    def for_list(self) -> "TaskQuerySet":
+        """With each row's attempts and checkpoints counted, per row shown, after the LIMIT (a
+        GROUP BY over both joins would count every task's checkpoints times its runs before
+        paging)."""
+        from hotapp.models import Run, TaskCheckpoint
+
+        def count(model) -> Coalesce:
+            rows = model.objects.filter(task=OuterRef("pk")).order_by().values("task")
+            return Coalesce(Subquery(rows.annotate(n=Count("*")).values("n")), 0)
+
+        return self.annotate(checkpoint_count=count(TaskCheckpoint), attempt_count=count(Run))
 
 
 def minutes_back(now: datetime, minutes: int) -> datetime:

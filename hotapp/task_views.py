@@ -4,8 +4,7 @@ import json
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Max, OuterRef, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import Max
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -13,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from hotapp.auth import OPERATE, operator_required, viewer_required
 from hotapp.filters import decode_cursor
-from hotapp.models import AuditEntry, Run, Schedule, Task, TaskCheckpoint, TaskStatus, Via
+from hotapp.models import AuditEntry, Run, Schedule, Task, TaskStatus, Via
 from hotapp.views import next_page_url
 from runtime import Actor, HotError
 from runtime import schedules as schedule_runtime
@@ -21,11 +20,6 @@ from runtime.registry import all_handlers
 from runtime.tasks import TaskHandle, cancel_task
 
 PAGE_SIZE = 50
-
-
-def _count(model) -> Coalesce:
-    rows = model.objects.filter(task=OuterRef("pk")).order_by().values("task")
-    return Coalesce(Subquery(rows.annotate(n=Count("*")).values("n")), 0)
 
 
 # The task page shows at most this many of the newest messages and checkpoints.
@@ -37,18 +31,12 @@ CHECKPOINTS_SHOWN = 100
 def task_list(request: HttpRequest) -> HttpResponse:
     # The live cursor: changes stamped after this may be missing from what is read below.
     rendered_at = timezone.now()
-    # Counted per row shown, after the LIMIT (a GROUP BY over both joins would count every
-    # task's checkpoints times its runs before paging).
-    tasks = Task.objects.annotate(
-        checkpoint_count=_count(TaskCheckpoint), attempt_count=_count(Run)
-    )
     status, errors = request.GET.get("status", ""), []
     is_valid = not status or status in TaskStatus.values
     if not is_valid:
         # As on the runs list: a filter that cannot apply shows no rows and says why.
         errors.append(f"Status: {status!r} is not a task status ({', '.join(TaskStatus.values)}).")
-    elif status:
-        tasks = tasks.filter(status=status)
+    tasks = Task.objects.for_list().filtered({"status": status})
     after = None
     if request.GET.get("after"):
         try:
@@ -59,6 +47,8 @@ def task_list(request: HttpRequest) -> HttpResponse:
     template = "hotapp/tasks.html"
     if request.htmx and request.htmx.target == "tasks-region":
         template += "#tasks-region"
+    elif request.htmx and after is not None:  # "Load older tasks"
+        template += "#task-rows"
     return render(
         request,
         template,
@@ -68,9 +58,9 @@ def task_list(request: HttpRequest) -> HttpResponse:
             "statuses": TaskStatus.choices,
             "selected": status,
             "errors": errors,
-            # Only the first page refreshes itself: later pages hold older tasks, in place.
+            # Only the first page takes new tasks: later pages update their rows in place.
             "is_first_page": after is None,
-            "rendered_at": rendered_at,
+            "live_cursor": rendered_at.isoformat(),
         },
     )
 

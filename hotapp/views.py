@@ -156,11 +156,18 @@ def run_action(request: HttpRequest, run_id, action: str) -> HttpResponse:
 @viewer_required
 def event_list(request: HttpRequest) -> HttpResponse:
     context = _list_context(request, EventFilterForm(request.GET), Event.objects.for_list())
-    context["events"] = context["rows"]
-    if request.htmx and request.GET.get("after"):
-        return render(request, "hotapp/events.html#event-rows", context)
+    context.update(
+        {
+            "events": context["rows"],
+            "is_first_page": not request.GET.get("after"),
+            "live_cursor": timezone.now().isoformat(),
+        }
+    )
+    # The region first: a live reload of a later page asks for the region, not its rows.
     if request.htmx and request.htmx.target == "events-region":
         return render(request, "hotapp/events.html#events-region", context)
+    if request.htmx and request.GET.get("after"):
+        return render(request, "hotapp/events.html#event-rows", context)
     return render(request, "hotapp/events.html", context)
 
 

@@ -59,7 +59,7 @@ Sent = Iterable[tuple[PendingEvent, uuid.UUID | None, uuid.UUID | None]]
 def persist_events(sent: Sent, *also: Sequence[Model], keep: int = 0, token: str = "") -> list[Run]:
     """Insert events, given as (event, the run that sent it, its stream), and their runs, with
     any `also` rows (the executor's traces) in the same statement on PostgreSQL; ring the
-    workers' doorbell once the transaction commits.
+    workers' doorbell and the dashboards' once the transaction commits.
 
     The first `keep` new runs are inserted already claimed under `token` (a draining worker's
     claim, see executor.drain): that worker runs them next, so they need neither a doorbell
@@ -79,7 +79,7 @@ def persist_events(sent: Sent, *also: Sequence[Model], keep: int = 0, token: str
             run.started_at, run.lease_expires_at = now, lease
     insert_together(*also, events, runs)
     dispatch.enqueue_on_commit([run.id for run in runs[keep:]])
-    if runs:
+    if events:  # the events list shows them, handled or not
         runs_changed()
     return kept
 

@@ -1,12 +1,13 @@
-"""Telling open dashboards that runs changed.
+"""Telling open dashboards that runs, tasks or events changed.
 
-The message is a doorbell, like the Celery one: it carries no data. Each dashboard connection
-then reads what changed since its cursor (Run.updated_at) from the database. Rings are coalesced
+The message is a doorbell, like the Celery one: it carries no data (its type, `runs.changed`,
+predates events and tasks ringing it too). Each dashboard process then reads what changed since
+its pages' cursors from the database (hotapp.consumers). Rings are coalesced
 per process (runtime.bell) to at most one message every RING_INTERVAL seconds: whatever the rate,
 a process sends at most 20 channel-layer messages a second (1,000 transitions a second cost 20,
 not a thousand). The first ring after a quiet spell goes out at once; the interval adds at most
-50 ms to what a dashboard waits for, and each connection then checks the database at most every
-hotapp.consumers.THROTTLE seconds however many processes ring.
+50 ms to what a dashboard waits for, and each dashboard process then checks the database at most
+every hotapp.consumers.THROTTLE seconds per group of pages however many processes ring.
 """
 
 import asyncio

@@ -482,12 +482,12 @@ def test_a_message_for_an_older_subscription_is_dropped(page):
     assert subs[1]["sub"] > subs[0]["sub"]
 
     def deliver(sub_id, run_id):
-        created = "2030-01-01T00:00:00+00:00"
-        row = f'<tr id="run-{run_id}" data-created="{created}"><td>stale</td></tr>'
+        key = f"2030-01-01T00:00:00.000000+00:00|{run_id}"
+        row = f'<tr id="run-{run_id}" data-key="{key}"><td>stale</td></tr>'
         message = {
-            "type": "runs",
+            "type": "update",
             "sub": sub_id,
-            "rows": [{"id": run_id, "created_at": created, "html": row}],
+            "rows": [{"id": f"run-{run_id}", "key": key, "html": row}],
             "gone": [],
             "more": False,
             "page_size": 50,

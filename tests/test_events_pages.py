@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from hotapp.filters import row_key
 from hotapp.models import Event
 from runtime import send
 from tests.conftest import drain
@@ -26,7 +27,7 @@ def events():
 
 
 def row(page: str, event: Event) -> str:
-    return re.search(rf'<tr id="event-{event.id}">.*?</tr>', page, re.S).group(0)
+    return re.search(rf'<tr id="event-{event.id}"[^>]*>.*?</tr>', page, re.S).group(0)
 
 
 def test_it_lists_events_with_payload_and_the_runs_they_triggered(alice_client, events):
@@ -107,3 +108,33 @@ def test_an_unhandled_event_page_says_no_handler_subscribed(alice_client, events
     lost = Event.objects.get(type="nobody:listens")
 
     assert "No handler subscribed" in alice_client.get(f"/events/{lost.id}/").content.decode()
+
+
+def test_the_events_list_is_live_and_each_row_carries_its_place(alice_client, events):
+    page = alice_client.get("/events/?type=order:paid").content.decode()
+    paid = Event.objects.get(type="order:paid")
+
+    assert 'data-live="events" data-noun="event" data-query="type=order%3Apaid"' in page
+    assert 'data-first-page="1"' in page and 'id="new-events"' in page
+    assert f'<tr id="event-{paid.id}" data-key="{row_key(paid.created_at, paid.id)}">' in page
+
+
+def test_a_row_key_is_also_the_cursor_of_the_page_after_that_row(alice_client, events):
+    newest, *older = Event.objects.newest_first()
+
+    after = alice_client.get("/events/", {"after": row_key(newest.created_at, newest.id)})
+
+    assert shown_ids(after) == [str(event.id) for event in older]
+    assert 'data-first-page="0"' in after.content.decode()
+
+
+def test_a_later_page_reloaded_live_gets_its_whole_region(alice_client, events):
+    newest = Event.objects.newest_first().first()
+    region = alice_client.get(
+        "/events/",
+        {"after": row_key(newest.created_at, newest.id)},
+        HTTP_HX_REQUEST="true",
+        HTTP_HX_TARGET="events-region",
+    )
+
+    assert region.content.decode().lstrip().startswith('<section id="events-region"')

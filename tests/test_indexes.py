@@ -4,11 +4,16 @@ The test tables are tiny, so PostgreSQL would rather scan them: sequential scans
 for the transaction, and the plan must then name the index (a query no index can serve still
 gets a sequential scan, whatever the setting)."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.http import QueryDict
+from django.utils import timezone
 
 from hotapp.filters import EventFilterForm, RunFilterForm
+from hotapp.ids import uuid7
+from hotapp.live_feeds import FEEDS
 from hotapp.models import TASK_TERMINAL_STATUSES, Event, Run, Task
 
 pytestmark = pytest.mark.django_db
@@ -59,3 +64,55 @@ def test_the_sweeper_finds_unfinished_tasks_from_an_index_of_only_those():
     # runtime.tasks.settle_orphans: the unfinished tasks, whichever order the set's values take.
     for order in (sorted(TASK_TERMINAL_STATUSES), sorted(TASK_TERMINAL_STATUSES, reverse=True)):
         assert "task_unfinished_idx" in plan(Task.objects.exclude(status__in=order)[:500])
+
+
+def sql_plan(sql: str, params: list) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+@pytest.fixture
+def old_events_and_runs():
+    """A thousand events of one type and their runs, all changed long ago, with statistics:
+    the planner must start from the few rows changed lately, not from every event of the type."""
+    long_ago = timezone.now() - timedelta(days=1)
+    events = Event.objects.bulk_create(
+        Event(type="order:paid", stream_id=uuid7(), created_at=long_ago, is_handled=True)
+        for _ in range(1000)
+    )
+    Run.objects.bulk_create(
+        Run(
+            function="app.handlers.ship",
+            event=event,
+            event_type=event.type,
+            stream_id=event.stream_id,
+            created_at=long_ago,
+            updated_at=long_ago,
+        )
+        for event in events
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE hotapp_event")
+        cursor.execute("ANALYZE hotapp_run")
+
+
+@pytest.mark.parametrize(
+    "kind, query, indexes",
+    [
+        ("runs", "", ["run_updated_idx"]),
+        ("runs", "status=failed&q=word", ["run_updated_idx"]),
+        ("tasks", "status=running", ["task_updated_idx"]),
+        ("events", "", ["event_created_idx", "run_updated_idx"]),
+        ("events", "type=order:paid", ["event_type_idx", "run_updated_idx"]),
+    ],
+)
+def test_a_live_check_reads_the_rows_changed_from_their_stamps_index(
+    kind, query, indexes, old_events_and_runs
+):
+    feed = FEEDS[kind]
+    filters = feed.prepare({"query": query})
+    changed = feed.changed(filters, timezone.now() - timedelta(seconds=2), 51)
+    text = sql_plan(*changed) if isinstance(changed, tuple) else plan(changed)
+    assert all(index in text for index in indexes), text

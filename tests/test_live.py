@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from hotapp.consumers import MAX_CATCH_UP, MAX_ROWS, LiveConsumer
+from hotapp.filters import row_key
 from hotapp.models import Run
 from runtime import executor, send
 from runtime.live import GROUP
@@ -48,9 +49,9 @@ def test_a_new_run_reaches_the_runs_list_as_a_rendered_row(transactional_db, red
         await database_sync_to_async(send)("test:downstream", {"n": 1})
         message = await communicator.receive_json_from(timeout=5)
         run = await database_sync_to_async(Run.objects.get)()
-        assert message["type"] == "runs"
+        assert message["type"] == "update"
         [row] = message["rows"]
-        assert row["id"] == str(run.id)
+        assert row["id"] == f"run-{run.id}" and row["key"] == row_key(run.created_at, run.id)
         assert f'<tr id="run-{run.id}"' in row["html"] and "status-queued" in row["html"]
 
         # The same row again when its status changes.
@@ -74,7 +75,7 @@ def test_changed_runs_outside_the_filters_are_reported_gone_not_shown(
         await database_sync_to_async(send)("test:downstream")
         message = await communicator.receive_json_from(timeout=5)
         run = await database_sync_to_async(Run.objects.get)()
-        assert message["rows"] == [] and message["gone"] == [str(run.id)]
+        assert message["rows"] == [] and message["gone"] == [f"run-{run.id}"]
         await communicator.disconnect()
 
     run_async(scenario)
@@ -96,18 +97,18 @@ def test_a_burst_of_changes_sends_the_newest_rows_first_then_the_rest_without_a_
         )
         await database_sync_to_async(burst)()
         first = await communicator.receive_json_from(timeout=5)
-        assert first["type"] == "runs" and first["more"] is True
+        assert first["type"] == "update" and first["more"] is True
         assert len(first["rows"]) == MAX_ROWS
         # The rest follows on its own: the burst's commit rang only once.
         rest = await communicator.receive_json_from(timeout=5)
-        assert rest["type"] == "runs" and rest["more"] is False
+        assert rest["type"] == "update" and rest["more"] is False
         assert len(rest["rows"]) == 5
 
         stamps = dict(
             await database_sync_to_async(list)(Run.objects.values_list("id", "updated_at"))
         )
-        first_ids = {row["id"] for row in first["rows"]}
-        rest_ids = {row["id"] for row in rest["rows"]}
+        first_ids = {row["id"].removeprefix("run-") for row in first["rows"]}
+        rest_ids = {row["id"].removeprefix("run-") for row in rest["rows"]}
         assert first_ids | rest_ids == {str(i) for i in stamps} and not first_ids & rest_ids
         newest_left = max(u for i, u in stamps.items() if str(i) in rest_ids)
         assert all(stamps[i] >= newest_left for i in stamps if str(i) in first_ids)
@@ -118,7 +119,8 @@ def test_a_burst_of_changes_sends_the_newest_rows_first_then_the_rest_without_a_
         await database_sync_to_async(send)("test:downstream", {"n": "late"})
         late = await communicator.receive_json_from(timeout=5)
         [row] = late["rows"]
-        assert row["id"] not in first_ids | rest_ids and late["more"] is False
+        assert row["id"].removeprefix("run-") not in first_ids | rest_ids
+        assert late["more"] is False
         await communicator.disconnect()
 
     run_async(scenario)
@@ -145,13 +147,13 @@ def test_a_run_page_hears_about_changes_in_its_workflow(transactional_db, redis_
         communicator = connect(alice)
         await communicator.connect()
         await communicator.send_json_to(
-            {"subscribe": "run", "run": str(run.id), "cursor": run.updated_at.isoformat()}
+            {"subscribe": "run", "key": str(run.id), "cursor": run.updated_at.isoformat()}
         )
         # The page shows the run as it is: nothing to say until it changes.
         assert await communicator.receive_nothing(timeout=0.5)
         await database_sync_to_async(executor.execute)(run.id)
         message = await communicator.receive_json_from(timeout=5)
-        assert message["type"] == "run"
+        assert message["type"] == "reload"
         await communicator.disconnect()
 
     run_async(scenario)
@@ -161,7 +163,7 @@ def test_a_subscription_to_an_unknown_run_gets_an_error(transactional_db, alice)
     async def scenario():
         communicator = connect(alice)
         await communicator.connect()
-        await communicator.send_json_to({"subscribe": "run", "run": "nope"})
+        await communicator.send_json_to({"subscribe": "run", "key": "nope"})
         assert (await communicator.receive_json_from(timeout=5))["type"] == "error"
         await communicator.disconnect()
 
@@ -190,17 +192,17 @@ def test_a_run_page_hears_of_a_change_stamped_before_the_newest_it_was_told_of(
         await communicator.connect()
         cursor = max(first.updated_at, second.updated_at)
         await communicator.send_json_to(
-            {"subscribe": "run", "run": str(first.id), "cursor": cursor.isoformat(), "sub": 1}
+            {"subscribe": "run", "key": str(first.id), "cursor": cursor.isoformat(), "sub": 1}
         )
         assert await communicator.receive_nothing(timeout=0.3)
 
         late = timezone.now()
         await database_sync_to_async(stamp)(second.id, late + timedelta(milliseconds=500))
         await ring()
-        assert (await communicator.receive_json_from(timeout=5))["type"] == "run"
+        assert (await communicator.receive_json_from(timeout=5))["type"] == "reload"
         await database_sync_to_async(stamp)(first.id, late)  # stamped earlier, committed later
         await ring()
-        assert (await communicator.receive_json_from(timeout=5))["type"] == "run"
+        assert (await communicator.receive_json_from(timeout=5))["type"] == "reload"
         await ring()  # nothing new since
         assert await communicator.receive_nothing(timeout=0.3)
         await communicator.disconnect()
@@ -220,7 +222,7 @@ def test_a_task_page_hears_of_a_change_stamped_before_the_newest_it_was_told_of(
         communicator = connect(alice)
         await communicator.connect()
         await communicator.send_json_to(
-            {"subscribe": "task", "task": str(handle.id), "cursor": timezone.now().isoformat()}
+            {"subscribe": "task", "key": str(handle.id), "cursor": timezone.now().isoformat()}
         )
         late = timezone.now()
 
@@ -231,16 +233,16 @@ def test_a_task_page_hears_of_a_change_stamped_before_the_newest_it_was_told_of(
 
         await database_sync_to_async(stamp_task)(late + timedelta(milliseconds=500))
         await ring()
-        assert (await communicator.receive_json_from(timeout=5))["type"] == "task"
+        assert (await communicator.receive_json_from(timeout=5))["type"] == "reload"
         await database_sync_to_async(stamp)(task.id, late)  # its attempt, stamped earlier
         await ring()
-        assert (await communicator.receive_json_from(timeout=5))["type"] == "task"
+        assert (await communicator.receive_json_from(timeout=5))["type"] == "reload"
         await communicator.disconnect()
 
     run_async(scenario)
 
 
-def test_the_tasks_list_hears_of_a_new_task_and_of_its_changes(
+def test_the_tasks_list_gets_a_new_task_as_a_row_and_then_its_changes(
     transactional_db, redis_client, alice
 ):
     from runtime import start
@@ -255,13 +257,20 @@ def test_the_tasks_list_hears_of_a_new_task_and_of_its_changes(
         assert await communicator.receive_nothing(timeout=0.3)
 
         handle = await database_sync_to_async(start)(task_handlers.echo)
-        assert await communicator.receive_json_from(timeout=5) == {
-            "type": "tasks",
+        message = await communicator.receive_json_from(timeout=5)
+        assert message == {
+            "type": "update",
             "sub": 3,
+            "rows": [{"id": f"task-{handle.id}", "key": ANY, "html": ANY}],
+            "gone": [],
+            "more": False,
+            "page_size": ANY,
             "cursor": ANY,
         }
+        assert "badge task-queued" in message["rows"][0]["html"]
         await database_sync_to_async(handle.cancel)()
-        assert (await communicator.receive_json_from(timeout=5))["type"] == "tasks"
+        message = await communicator.receive_json_from(timeout=5)
+        assert "badge task-cancelled" in message["rows"][0]["html"]
         await ring()  # nothing new since
         assert await communicator.receive_nothing(timeout=0.3)
         await communicator.disconnect()
@@ -280,7 +289,7 @@ def test_every_message_carries_the_id_of_the_subscription_it_answers(
         )
         await database_sync_to_async(send)("test:downstream")
         assert (await communicator.receive_json_from(timeout=5))["sub"] == 7
-        await communicator.send_json_to({"subscribe": "run", "run": "nope", "sub": 8})
+        await communicator.send_json_to({"subscribe": "run", "key": "nope", "sub": 8})
         assert (await communicator.receive_json_from(timeout=5))["sub"] == 8
         await communicator.disconnect()
 
@@ -297,12 +306,12 @@ def test_a_new_subscription_gets_rows_an_older_one_was_sent(transactional_db, re
         )
         await database_sync_to_async(send)("test:downstream")
         run = await database_sync_to_async(Run.objects.get)()
-        assert (await communicator.receive_json_from(timeout=5))["rows"][0]["id"] == str(run.id)
+        assert (await communicator.receive_json_from(timeout=5))["rows"][0]["id"] == f"run-{run.id}"
         await communicator.send_json_to(
             {"subscribe": "runs", "query": "", "cursor": before, "sub": 2}
         )
         message = await communicator.receive_json_from(timeout=5)
-        assert message["sub"] == 2 and [r["id"] for r in message["rows"]] == [str(run.id)]
+        assert message["sub"] == 2 and [r["id"] for r in message["rows"]] == [f"run-{run.id}"]
         await communicator.disconnect()
 
     run_async(scenario)
@@ -339,7 +348,7 @@ def test_a_cursor_in_the_future_still_hears_of_changes(transactional_db, redis_c
         )
         await database_sync_to_async(send)("test:downstream")
         message = await communicator.receive_json_from(timeout=5)
-        assert message["type"] == "runs" and len(message["rows"]) == 1
+        assert message["type"] == "update" and len(message["rows"]) == 1
         await communicator.disconnect()
 
     run_async(scenario)
@@ -353,10 +362,10 @@ def test_a_run_page_too_far_behind_refreshes_its_fragment(transactional_db, redi
         await communicator.connect()
         stale = (timezone.now() - MAX_CATCH_UP - timedelta(minutes=1)).isoformat()
         await communicator.send_json_to(
-            {"subscribe": "run", "run": str(run.id), "cursor": stale, "resume": True, "sub": 4}
+            {"subscribe": "run", "key": str(run.id), "cursor": stale, "resume": True, "sub": 4}
         )
         message = await communicator.receive_json_from(timeout=5)
-        assert message["type"] == "run" and message["sub"] == 4
+        assert message["type"] == "reload" and message["sub"] == 4
         assert await communicator.receive_nothing(timeout=0.3)
         await communicator.disconnect()
 

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from hotapp.filters import encode_cursor
+from hotapp.filters import encode_cursor, row_key
 from hotapp.ids import uuid7
 from hotapp.models import Schedule, Task, TaskCheckpoint, TaskMessage, TaskStatus
 from runtime import schedules, start
@@ -163,7 +163,8 @@ def test_the_first_page_of_tasks_is_live_and_its_region_can_be_fetched_alone(
     alice_client, echo_task
 ):
     page = alice_client.get("/tasks/?status=queued").content.decode()
-    assert 'id="tasks-region" data-live="tasks" data-updated="' in page
+    assert 'id="tasks-region" data-live="tasks" data-noun="task" data-query="status=queued"' in page
+    assert 'data-first-page="1"' in page
 
     started = start(task_handlers.waits_for_mail)
     region = alice_client.get(
@@ -174,13 +175,27 @@ def test_the_first_page_of_tasks_is_live_and_its_region_can_be_fetched_alone(
     assert f'id="task-{started.id}"' in region and f'id="task-{echo_task.id}"' not in region
 
 
-def test_a_later_page_of_tasks_is_not_live(alice_client, echo_task):
+def test_a_later_page_of_tasks_updates_its_rows_but_takes_no_new_ones(alice_client, echo_task):
     first = alice_client.get("/tasks/").content.decode()
-    assert 'data-live="tasks"' in first
+    assert 'data-live="tasks"' in first and 'data-first-page="1"' in first
 
     later = alice_client.get("/tasks/?after=" + encode_cursor(timezone.now(), uuid7()))
 
-    assert 'data-live="tasks"' not in later.content.decode()
+    assert 'data-live="tasks"' in later.content.decode()
+    assert 'data-first-page="0"' in later.content.decode()
+
+
+def test_load_older_tasks_fetches_only_the_rows_of_the_next_page(alice_client, echo_task):
+    newer = start(task_handlers.echo)
+    response = alice_client.get(
+        "/tasks/",
+        {"after": row_key(Task.objects.get(id=newer.id).created_at, newer.id)},
+        HTTP_HX_REQUEST="true",
+    )
+
+    rows = response.content.decode()
+    assert rows.lstrip().startswith(f'<tr id="task-{echo_task.id}"')
+    assert f'id="task-{newer.id}"' not in rows and "<table" not in rows
 
 
 def test_the_schedules_page_reads_its_rows_once_and_writes_nothing(alice_client):

@@ -6,6 +6,8 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import dateformat, timezone
 from django.utils.html import format_html
 
+from hotapp import filters
+
 register = template.Library()
 
 # The ways `when` shows a moment; each ends with the time zone's abbreviation.
@@ -97,3 +99,9 @@ def logout_url() -> str:
         return reverse("logout")
     except NoReverseMatch:
         return ""
+
+
+@register.filter
+def row_key(row) -> str:
+    """A list row's `data-key`: its place in the list's order (hotapp.filters.row_key)."""
+    return filters.row_key(row.created_at, row.id)
