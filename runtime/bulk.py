@@ -39,7 +39,6 @@ from hotapp.filters import describe_run_filter, run_filter_form, run_filter_para
 from hotapp.models import BulkKind, BulkOperation, BulkStatus, Run, RunStatus
 from runtime import dispatch, retry_attempts
 from runtime.audit import CODE, Actor
-from runtime.celery_app import celery_app
 from runtime.db import with_db_retry
 from runtime.exceptions import HotError, type_name
 from runtime.transitions import transition
@@ -379,18 +378,12 @@ def resume_stalled(now: datetime) -> int:
 def _ring(operation_id: uuid.UUID) -> None:
     """Ask a worker to work on the operation once the current transaction commits; a lost
     message is found again by the sweeper (resume_stalled)."""
-
-    def publish() -> None:
-        try:
-            celery_app().send_task("hot.run_bulk", (str(operation_id),))
-        except Exception:
-            logger.warning(
-                "could not ring for a bulk operation; the sweeper will",
-                extra={"action": "bulk_ring_failed", "operation_id": str(operation_id)},
-                exc_info=True,
-            )
-
-    transaction.on_commit(publish)
+    dispatch.send_on_commit(
+        "hot.run_bulk",
+        (str(operation_id),),
+        "could not ring for a bulk operation; the sweeper will",
+        {"action": "bulk_ring_failed", "operation_id": str(operation_id)},
+    )
 
 
 def _lease() -> timedelta:

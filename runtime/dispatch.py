@@ -11,6 +11,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from django.db import transaction
 
@@ -81,19 +82,26 @@ _doorbell = Bell("hot-doorbell", _publish, DOORBELL_INTERVAL)
 atexit.register(flush)
 
 
-def schedule_retry_promotion(run_id: uuid.UUID, delay: timedelta) -> None:
-    """Ask a worker to promote a pending retry when it is due; the sweeper is the fallback."""
+def send_on_commit(task: str, args: tuple, failure: str, extra: dict, **options: Any) -> None:
+    """Publish one Celery message once the current transaction commits. A broker failure is
+    logged (`failure` says who recovers it), not raised: each such message has a sweeper step
+    behind it."""
 
     def publish() -> None:
         try:
-            celery_app().send_task(
-                "hot.promote_retry", (str(run_id),), countdown=delay.total_seconds()
-            )
+            celery_app().send_task(task, args, **options)
         except Exception:
-            logger.warning(
-                "could not schedule retry promotion; the sweeper will promote it",
-                extra={"action": "schedule_retry_failed", "run_id": str(run_id)},
-                exc_info=True,
-            )
+            logger.warning(failure, extra=extra, exc_info=True)
 
     transaction.on_commit(publish)
+
+
+def schedule_retry_promotion(run_id: uuid.UUID, delay: timedelta) -> None:
+    """Ask a worker to promote a pending retry when it is due; the sweeper is the fallback."""
+    send_on_commit(
+        "hot.promote_retry",
+        (str(run_id),),
+        "could not schedule retry promotion; the sweeper will promote it",
+        {"action": "schedule_retry_failed", "run_id": str(run_id)},
+        countdown=delay.total_seconds(),
+    )
