@@ -9,8 +9,10 @@ import sys
 from datetime import timedelta
 
 from django.core.management.base import CommandError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
+from hotapp.api import RUN_ROW_FIELDS, run_json
 from hotapp.filters import encode_cursor, run_filter_form, run_filter_params
 from hotapp.models import BulkStatus, Run, RunStatus, Trigger
 from hotapp.querysets import filtered_page
@@ -116,33 +118,19 @@ def _valid_form(params: dict):
 
 def list_runs(command, limit: int, after: str | None, as_json: bool, **options) -> None:
     form = _valid_form({**filter_params(options), "after": after or ""})
-    rows, cursor = filtered_page(Run.objects.for_list(), form.cleaned_data, max(1, limit))
+    # The API's list rows, without payloads: the same columns, the same JSON.
+    rows, cursor = filtered_page(
+        Run.objects.only(*RUN_ROW_FIELDS), form.cleaned_data, max(1, limit)
+    )
     if as_json:
         for run in rows:
-            command.stdout.write(_json_line(run))
+            command.stdout.write(json.dumps(run_json(run, payloads=False), cls=DjangoJSONEncoder))
     elif rows:
         _table(command, rows)
     else:
         command.stdout.write("No runs match.")
     if cursor is not None:
         command.stderr.write(f"More runs: add --after {encode_cursor(*cursor)}")
-
-
-def _json_line(run: Run) -> str:
-    return json.dumps(
-        {
-            "id": str(run.id),
-            "status": run.status,
-            "function": run.function,
-            "trigger": run.trigger,
-            "event_type": run.event_type,
-            "attempt": run.attempt,
-            "created_at": run.created_at.isoformat(),
-            "started_at": run.started_at.isoformat() if run.started_at else None,
-            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-            "duration_ms": run.duration_ms,
-        }
-    )
 
 
 def _table(command, rows: list[Run]) -> None:
