@@ -19,6 +19,7 @@ from hotapp.filters import EventFilterForm, RunFilterForm, encode_cursor
 from hotapp.lineage import stream_graph
 from hotapp.models import TERMINAL_STATUSES, AuditEntry, Event, Run, RunTrace, Via
 from hotapp.querysets import filtered_page, minutes_back
+from hotapp.templatetags.hot import when
 from runtime import Actor, HotError, cancel_run, rerun, retry_run
 from runtime.registry import all_handlers, subscribed_event_types
 
@@ -193,14 +194,16 @@ def bars(counts: list[dict], bar_width: float, height: float, base: float) -> li
     for i, count in enumerate(counts):
         total_height = height * count["total"] / peak
         failed_height = height * count["failed"] / peak
+        # As SVG wants them (a dot, one decimal) whatever the locale, formatted here: the
+        # overview draws up to 26 charts of 60 bars, too many for template filters per bar.
         geometry.append(
             {
                 **count,
-                "x": i * bar_width,
-                "y": base - total_height,
-                "height": total_height,
-                "failed_y": base - failed_height,
-                "failed_height": failed_height,
+                "x": f"{i * bar_width:.1f}",
+                "y": f"{base - total_height:.1f}",
+                "height": f"{total_height:.1f}",
+                "failed_y": f"{base - failed_height:.1f}",
+                "failed_height": f"{failed_height:.1f}",
             }
         )
     return geometry
@@ -216,8 +219,14 @@ def overview(request: HttpRequest) -> HttpResponse:
     start = minutes_back(now, 60)
     minutes = [start + timedelta(minutes=i) for i in range(60)]
 
+    # Each minute's name, once for every chart that has a bar for it.
+    labels = {m: when(m, "minute text") for m in minutes}
+
     def empty_cells() -> dict:
-        return {m: {"minute": m, "total": 0, "failed": 0, "superseded": 0} for m in minutes}
+        return {
+            m: {"minute": m, "label": labels[m], "total": 0, "failed": 0, "superseded": 0}
+            for m in minutes
+        }
 
     overall = empty_cells()
     by_function: dict[str, dict] = {}
