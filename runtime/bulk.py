@@ -24,7 +24,7 @@ import secrets
 import socket
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, NamedTuple
@@ -36,7 +36,15 @@ from django.utils import timezone
 
 from hotapp.conf import hot_settings
 from hotapp.filters import describe_run_filter, run_filter_form, run_filter_params
-from hotapp.models import BulkKind, BulkOperation, BulkStatus, Run, RunStatus
+from hotapp.models import (
+    AuditAction,
+    AuditEntry,
+    BulkKind,
+    BulkOperation,
+    BulkStatus,
+    Run,
+    RunStatus,
+)
 from runtime import dispatch, retry_attempts
 from runtime.audit import CODE, Actor
 from runtime.db import with_db_retry
@@ -233,7 +241,9 @@ def _batch(
         if not keys:
             return None
         ids = [run_id for _, run_id in keys]
-        outcome = _act(_retry if operation.kind == BulkKind.RETRY else _cancel, ids)
+        outcome = _act(
+            partial(_retry if operation.kind == BulkKind.RETRY else _cancel, operation), ids
+        )
         now = timezone.now()
         errors = {"last_error": outcome.error} if outcome.error else {}
         moved = BulkOperation.objects.filter(
@@ -279,17 +289,18 @@ def _act(action: Callable[[list[uuid.UUID]], Outcome], ids: list[uuid.UUID]) -> 
     return Outcome(done, skipped, failed, error)
 
 
-def _retry(ids: list[uuid.UUID]) -> Outcome:
+def _retry(operation: BulkOperation, ids: list[uuid.UUID]) -> Outcome:
     """Retry the runs that are still failed, not retried yet and no task's attempt, as
     retry_run does: the check is made on the locked rows (retry_attempts.next_attempts), so a
     run that someone retried meanwhile (another operation, a person, a retry promotion) is
     skipped."""
     runs = Run.objects.filter(id__in=ids, task__isnull=True)
-    done = len(retry_attempts.next_attempts(runs))
-    return Outcome(done, len(ids) - done, 0, "")
+    retried = retry_attempts.next_attempts(runs)
+    _record(operation, AuditAction.RETRY, retried)
+    return Outcome(len(retried), len(ids) - len(retried), 0, "")
 
 
-def _cancel(ids: list[uuid.UUID]) -> Outcome:
+def _cancel(operation: BulkOperation, ids: list[uuid.UUID]) -> Outcome:
     """Cancel runs as cancel_run does, a batch per statement: each UPDATE matches only rows
     still in the state it changes, so a run that finished meanwhile is skipped."""
     now = timezone.now()
@@ -312,7 +323,37 @@ def _cancel(ids: list[uuid.UUID]) -> Outcome:
     # Lease recovery may have put a running run back in the queue between the two UPDATEs (a
     # run with a cancel request is never put back, so nothing is counted twice).
     done += cancel_unstarted()
+    # The runs these UPDATEs changed carry this transaction's moment.
+    acted = Run.objects.filter(id__in=ids).filter(
+        Q(status=RunStatus.CANCELLED, finished_at=now) | Q(cancel_requested_at=now)
+    )
+    _record(
+        operation,
+        AuditAction.CANCEL,
+        [(run_id, None) for run_id in acted.values_list("id", flat=True)],
+    )
     return Outcome(done, len(ids) - done, 0, "")
+
+
+def _record(
+    # An AuditAction: Django's labelled choices, which mypy sees as tuples (as in runtime.audit).
+    operation: BulkOperation,
+    action: Any,
+    acted: Sequence[tuple[uuid.UUID, uuid.UUID | None]],
+) -> None:
+    """Each run a batch acted on gets its audit entry, as one by one (a run's page says who
+    retried or cancelled it), in the batch's transaction and one INSERT."""
+    AuditEntry.objects.bulk_create(
+        AuditEntry(
+            action=action,
+            run_id=run_id,
+            result_run_id=result_id,
+            user_id=operation.created_by_id,
+            username=operation.created_by_name,
+            via=operation.via,
+        )
+        for run_id, result_id in acted
+    )
 
 
 def _finish(operation_id: uuid.UUID, token: str) -> None:

@@ -63,10 +63,10 @@ def next_attempt(failed_run: Run) -> Run:
         raise already from None
 
 
-def next_attempts(runs: QuerySet[Run]) -> list[uuid.UUID]:
+def next_attempts(runs: QuerySet[Run]) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """Manual retries of many runs at once (a bulk retry), inside the caller's transaction:
     each of `runs` that is still failed and not retried yet is marked superseded and gets its
-    next attempt, all in one UPDATE and one INSERT; returns the new attempts' ids."""
+    next attempt, all in one UPDATE and one INSERT; returns (retried run, its new attempt) ids."""
     now = timezone.now()
     # Locked in the list's order, so two operations over the same runs wait for each other and
     # never in a cycle; a person's Retry (next_attempt's UPDATE) waits likewise, then finds the
@@ -86,7 +86,7 @@ def next_attempts(runs: QuerySet[Run]) -> list[uuid.UUID]:
     for queue, ids in by_queue.items():
         dispatch.enqueue_on_commit(ids, queue)
     runs_changed()
-    return [attempt.id for attempt in attempts]
+    return [(run.id, attempt.id) for run, attempt in zip(failed, attempts, strict=True)]
 
 
 def _insert_next_attempt(previous: Run, now: datetime) -> Run:

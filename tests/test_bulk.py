@@ -68,9 +68,10 @@ def test_a_run_that_stops_matching_midway_is_skipped_not_failed(make_runs):
 
 def test_a_run_retried_after_its_batch_was_read_is_skipped_by_the_insert(make_runs):
     [run] = make_runs(1)
+    operation = start_bulk("retry", {}, ring=False)
     retry_run(run.id)  # between the batch's SELECT and its retry
 
-    assert bulk._retry([run.id]) == bulk.Outcome(done=0, skipped=1, failed=0, error="")
+    assert bulk._retry(operation, [run.id]) == bulk.Outcome(done=0, skipped=1, failed=0, error="")
     assert retries_per_run() == {run.id: 1}
 
 
@@ -122,9 +123,10 @@ def test_bulk_cancel_cancels_queued_runs_and_asks_running_ones_to_stop(make_runs
 
 def test_a_run_that_finished_before_its_cancel_is_skipped(make_runs):
     [run] = make_runs(1, status=RunStatus.QUEUED)
+    operation = start_bulk("cancel", {}, ring=False)
     Run.objects.filter(id=run.id).update(status=RunStatus.SUCCEEDED)
 
-    assert bulk._cancel([run.id]) == bulk.Outcome(done=0, skipped=1, failed=0, error="")
+    assert bulk._cancel(operation, [run.id]) == bulk.Outcome(done=0, skipped=1, failed=0, error="")
 
 
 def test_stopping_an_operation_keeps_the_batches_done_and_undoes_the_one_in_flight(make_runs):

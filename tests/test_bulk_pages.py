@@ -6,7 +6,7 @@ import re
 import pytest
 from django.test import Client
 
-from hotapp.models import BulkOperation, Run, Via
+from hotapp.models import BulkOperation, Run, RunStatus, Via
 from runtime import Actor, bulk
 from tests.conftest import wait_for
 
@@ -224,3 +224,18 @@ def test_an_operation_started_from_the_api_is_done_by_a_worker(celery_worker, al
     progress = wait_for(finished, what="the worker to finish the operation")
     assert (progress["total"], progress["done"], progress["failed"]) == (250, 250, 0)
     assert Run.objects.filter(attempt=2).count() == 250
+
+
+def test_a_run_a_bulk_operation_acted_on_says_who_did_it_on_its_page(
+    alice_client, alice, make_runs
+):
+    [failed] = make_runs(1)
+    [queued] = make_runs(1, status=RunStatus.QUEUED)
+    bulk.execute(bulk.start_bulk("retry", {}, Actor(alice, via=Via.PAGE), ring=False).id)
+    bulk.execute(bulk.start_bulk("cancel", {}, Actor(alice, via=Via.API), ring=False).id)
+
+    retried = text(alice_client.get(f"/runs/{failed.id}/"))
+    cancelled = text(alice_client.get(f"/runs/{queued.id}/"))
+
+    assert "Retried by alice" in retried and "via dashboard" in retried and "attempt 2" in retried
+    assert "Cancelled by alice" in cancelled and "via API" in cancelled
