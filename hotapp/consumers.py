@@ -53,7 +53,7 @@ from django.utils import timezone
 
 from hotapp.auth import VIEW
 from hotapp.live_feeds import FEEDS, ListFeed, PageFeed, Stamp
-from hotapp.views import PAGE_SIZE
+from hotapp.querysets import PAGE_SIZE
 from runtime.live import GROUP, serving_websockets
 
 logger = logging.getLogger(__name__)

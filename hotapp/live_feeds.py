@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from hotapp.filters import EventFilterForm, RunFilterForm, row_key
 from hotapp.models import Event, Run, Task, TaskStatus
-from hotapp.views import PAGE_SIZE
+from hotapp.querysets import PAGE_SIZE
 
 # (row id, version, whether the row matches the list's filters). Lists: the id is the row's
 # element id ("run-<uuid>"); pages: "<model>:<uuid>".

@@ -314,6 +314,10 @@ def minutes_back(now: datetime, minutes: int) -> datetime:
     return (now - timedelta(minutes=minutes - 1)).replace(second=0, microsecond=0)
 
 
+# Rows in one page of every dashboard list, and most rows a live update sends a page at once.
+PAGE_SIZE = 50
+
+
 def filtered_page(queryset: KeysetQuerySet, filters: dict, size: int) -> tuple[list, Cursor | None]:
     """One page of a list for a filter form's cleaned data: the pages' and the API's query."""
     return queryset.filtered(filters, with_words=False).page(

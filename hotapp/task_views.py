@@ -13,14 +13,12 @@ from django.views.decorators.http import require_POST
 from hotapp.auth import OPERATE, operator_required, viewer_required
 from hotapp.filters import decode_cursor
 from hotapp.models import AuditEntry, Run, Schedule, Task, TaskStatus, Via
+from hotapp.querysets import PAGE_SIZE
 from hotapp.views import next_page_url
 from runtime import Actor, HotError
 from runtime import schedules as schedule_runtime
 from runtime.registry import all_handlers
 from runtime.tasks import TaskHandle, cancel_task
-
-PAGE_SIZE = 50
-
 
 # The task page shows at most this many of the newest messages and checkpoints.
 MESSAGES_SHOWN = 500

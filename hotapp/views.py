@@ -18,12 +18,10 @@ from hotapp.auth import OPERATE, operator_required, viewer_required
 from hotapp.filters import EventFilterForm, RunFilterForm, encode_cursor
 from hotapp.lineage import stream_graph
 from hotapp.models import TERMINAL_STATUSES, AuditEntry, Event, Run, RunTrace, Via
-from hotapp.querysets import filtered_page, minutes_back
+from hotapp.querysets import PAGE_SIZE, filtered_page, minutes_back
 from hotapp.templatetags.hot import when
 from runtime import Actor, HotError, cancel_run, rerun, retry_run
 from runtime.registry import all_handlers, subscribed_event_types
-
-PAGE_SIZE = 50
 
 
 def next_page_url(request: HttpRequest, cursor) -> str:
