@@ -19,7 +19,16 @@ from hotapp.auth import OPERATE, api_view, json_error
 from hotapp.filters import EventFilterForm, RunFilterForm, encode_cursor
 from hotapp.models import AuditEntry, Event, Run, Via
 from hotapp.querysets import filtered_page
-from runtime import Actor, HotError, RunNotFound, cancel_run, rerun, retry_run
+from runtime import (
+    Actor,
+    EventNotFound,
+    HotError,
+    RunNotFound,
+    cancel_event,
+    cancel_run,
+    rerun,
+    retry_run,
+)
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -43,9 +52,19 @@ RUN_ROW_FIELDS = (
     "started_at",
     "finished_at",
     "next_retry_at",
+    "available_at",
+    "wait_reason",
     "recovery_count",
 )
-EVENT_ROW_FIELDS = ("id", "type", "source_run_id", "stream_id", "is_handled", "created_at")
+EVENT_ROW_FIELDS = (
+    "id",
+    "type",
+    "source_run_id",
+    "stream_id",
+    "is_handled",
+    "created_at",
+    "deliver_at",
+)
 
 
 class ListOptions(forms.Form):
@@ -87,6 +106,9 @@ def run_json(run: Run, payloads: bool = True) -> dict:
         "finished_at": run.finished_at,
         "duration_ms": run.duration_ms,
         "next_retry_at": run.next_retry_at,
+        # A held queued run: what it waits for ("delay", "concurrency", …) and until when.
+        "wait_reason": run.wait_reason,
+        "available_at": run.available_at,
         "recovery_count": run.recovery_count,
     }
     if payloads:
@@ -112,6 +134,7 @@ def event_json(event: Event, payloads: bool = True) -> dict:
         "stream_id": str(event.stream_id),
         "is_handled": event.is_handled,
         "created_at": event.created_at,
+        "deliver_at": event.deliver_at,
     }
     if payloads:
         row["data"] = event.data
@@ -181,6 +204,16 @@ def event(request: HttpRequest, event_id) -> JsonResponse:
 
 
 ACTIONS = {"retry": retry_run, "rerun": rerun, "cancel": cancel_run}
+
+
+@api_view(methods=("POST",), permission=OPERATE)
+def event_cancel(request: HttpRequest, event_id) -> JsonResponse:
+    """Cancel a delayed event's runs that are still held for delivery."""
+    try:
+        cancelled = cancel_event(event_id, Actor(request.user, Via.API))
+    except EventNotFound:
+        return json_error(404, "not_found", f"No event has id {event_id}.")
+    return JsonResponse({"id": str(event_id), "cancelled_runs": cancelled})
 
 
 @api_view(methods=("POST",), permission=OPERATE)

@@ -42,6 +42,8 @@ RUN_LIST_FIELDS = (
     "is_superseded",
     "rerun_of_id",
     "cancel_requested_at",
+    "wait_reason",
+    "available_at",
     "created_at",
     "started_at",
     "finished_at",

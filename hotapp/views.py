@@ -20,7 +20,7 @@ from hotapp.lineage import stream_graph
 from hotapp.models import TERMINAL_STATUSES, AuditEntry, Event, Run, RunTrace, Via
 from hotapp.querysets import PAGE_SIZE, filtered_page, minutes_back
 from hotapp.templatetags.hot import when
-from runtime import Actor, HotError, cancel_run, rerun, retry_run
+from runtime import Actor, HotError, cancel_event, cancel_run, rerun, retry_run
 from runtime.registry import all_handlers, subscribed_event_types
 
 
@@ -173,15 +173,30 @@ def event_list(request: HttpRequest) -> HttpResponse:
 @viewer_required
 def event_detail(request: HttpRequest, event_id) -> HttpResponse:
     event = get_object_or_404(Event.objects.select_related("source_run"), id=event_id)
+    runs = list(event.runs.order_by("created_at", "attempt"))
     return render(
         request,
         "hotapp/event_detail.html",
         {
             "event": event,
-            "runs": event.runs.order_by("created_at", "attempt"),
+            "runs": runs,
             "graph": stream_graph(event.stream_id, event.id),
+            "is_held": any(r.status == "queued" and r.wait_reason == "delay" for r in runs),
+            "can_operate": request.user.has_perm("hotapp.operate_run"),
         },
     )
+
+
+@require_POST
+@operator_required
+def event_cancel(request: HttpRequest, event_id) -> HttpResponse:
+    """Cancel a delayed event before it is due (its runs still held for delivery)."""
+    cancelled = cancel_event(event_id, Actor(request.user, Via.PAGE))
+    if cancelled:
+        messages.success(request, f"Delivery cancelled: {cancelled} held run(s) cancelled.")
+    else:
+        messages.error(request, "Nothing to cancel: this event's runs are no longer held.")
+    return redirect("hot:event-detail", event_id=event_id)
 
 
 def bars(counts: list[dict], bar_width: float, height: float, base: float) -> list[dict]:

@@ -9,13 +9,14 @@ def charge(event):
 """
 
 from runtime import trace
-from runtime.actions import cancel_run, rerun, retry_run
+from runtime.actions import cancel_event, cancel_run, rerun, retry_run
 from runtime.audit import Actor
 from runtime.context import Event, Tick, check_cancelled, current_run
 from runtime.events import send
 from runtime.exceptions import (
     Cancelled,
     DuplicateHandler,
+    EventNotFound,
     HandlerNotFound,
     HotError,
     InvalidEventType,
@@ -47,6 +48,7 @@ __all__ = [
     "Cancelled",
     "DuplicateHandler",
     "Event",
+    "EventNotFound",
     "HandlerNotFound",
     "HotError",
     "InvalidEventType",
@@ -55,6 +57,7 @@ __all__ = [
     "PayloadError",
     "Retry",
     "RunNotFound",
+    "cancel_event",
     "cancel_run",
     "check_cancelled",
     "current_run",

@@ -10,10 +10,18 @@ from django.db import transaction
 from django.utils import timezone
 
 from hotapp.ids import uuid7
-from hotapp.models import TERMINAL_STATUSES, AuditAction, Run, RunStatus, Trigger
+from hotapp.models import (
+    TERMINAL_STATUSES,
+    AuditAction,
+    Event,
+    Run,
+    RunStatus,
+    Trigger,
+    WaitReason,
+)
 from runtime import audit, dispatch, registry, retry_attempts
 from runtime.audit import Actor
-from runtime.exceptions import InvalidTransition, RunNotFound
+from runtime.exceptions import EventNotFound, InvalidTransition, RunNotFound
 from runtime.live import runs_changed
 from runtime.transitions import transition
 
@@ -130,3 +138,30 @@ def cancel_unrecorded(run_id: uuid.UUID) -> str:
             raise InvalidTransition(
                 f"This run is {run.status}; only unfinished runs can be cancelled"
             )
+
+
+def cancel_event(event_id: str | uuid.UUID, actor: Actor | None = None) -> int:
+    """Cancel a delayed event before it is due: its runs still held for delivery are
+    cancelled (each with its own audit entry); returns how many. A run already released
+    (due, or started) is not touched: cancel it with cancel_run."""
+    try:
+        event_id = event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id))
+    except ValueError:
+        raise EventNotFound(f"{event_id!r} is not an event id") from None
+    if not Event.objects.filter(id=event_id).exists():
+        raise EventNotFound(f"No event has id {event_id}")
+    with transaction.atomic():
+        now = timezone.now()
+        # Locked first: the scheduler releasing these runs at the same moment either got
+        # there before (they are no longer held, and are left alone) or waits for this
+        # transaction and then finds them cancelled (its UPDATE checks the status again).
+        held = Run.objects.filter(
+            event_id=event_id, status=RunStatus.QUEUED, wait_reason=WaitReason.DELAY
+        )
+        ids = list(held.select_for_update().values_list("id", flat=True))
+        transition(
+            Run.objects.filter(id__in=ids), now=now, status=RunStatus.CANCELLED, finished_at=now
+        )
+        for run_id in ids:
+            audit.record(AuditAction.CANCEL, actor, run_id=run_id)
+    return len(ids)

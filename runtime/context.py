@@ -36,6 +36,7 @@ class PendingEvent:
     id: uuid.UUID
     type: str
     data: Any
+    deliver_at: datetime | None = None  #: sent with a delay: when its runs are due
 
 
 @dataclass

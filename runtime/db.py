@@ -48,7 +48,9 @@ def insert_sql(objs: Sequence[Model]) -> list[tuple[str, list]]:
     """
     meta = objs[0]._meta
     quote = connection.ops.quote_name
-    fields = [f for f in meta.concrete_fields if not f.db_returning]  # auto ids come from the DB
+    # Auto ids come from the database. A field with a db_default is "db_returning" too, but
+    # one that also has a Python default (Run.wait_reason) holds its value: write it.
+    fields = [f for f in meta.concrete_fields if not (f.db_returning and not f.has_default())]
     head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     per_statement = max(1, MAX_PARAMS // len(fields))

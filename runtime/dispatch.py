@@ -48,6 +48,15 @@ def enqueue(run_ids: Sequence[uuid.UUID], queue: str | None = None) -> None:
     _doorbell.ring((queue, run_id) for run_id in run_ids)
 
 
+def enqueue_by_queue(runs: Sequence[tuple[uuid.UUID, str]]) -> None:
+    """Ring for (id, trigger) pairs, each on its trigger's queue."""
+    by_queue: dict[str | None, list] = {}
+    for run_id, trigger in runs:
+        by_queue.setdefault(queue_for(trigger), []).append(run_id)
+    for queue, ids in by_queue.items():
+        enqueue(ids, queue)
+
+
 def flush() -> None:
     """Publish the doorbells rung so far before returning (a process about to exit, tests)."""
     _doorbell.flush()

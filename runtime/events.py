@@ -3,7 +3,7 @@
 import json
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
@@ -12,24 +12,35 @@ from django.utils import timezone
 
 from hotapp.conf import hot_settings
 from hotapp.ids import uuid7
-from hotapp.models import Event, Run, RunStatus, Trigger
+from hotapp.models import Event, Run, RunStatus, Trigger, WaitReason
 from runtime import dispatch
 from runtime.context import PendingEvent, current_run
 from runtime.db import insert_together
+from runtime.holds import parse_delay
 from runtime.live import runs_changed
 from runtime.payloads import check_json, validate_event_type
 from runtime.registry import handlers_for
 
 
-def send(event_type: str, data: Any = None) -> uuid.UUID:
+def send(
+    event_type: str,
+    data: Any = None,
+    *,
+    delay: timedelta | float | None = None,
+    at: datetime | None = None,
+) -> uuid.UUID:
     """Send an event; returns its id.
 
     Outside a run the event and its runs are committed before this returns, or, inside the
-    caller's `transaction.atomic()`, together with the caller's transaction. Inside a handler the
-    event is held until the run succeeds and committed with its result: a failed attempt sends
-    nothing. Raises `InvalidEventType` or `PayloadError` with nothing written.
+    caller's `transaction.atomic()`, together with the caller's transaction. Inside a handler
+    the event is held until the run succeeds and committed with its result: a failed attempt
+    sends nothing. With `delay` (a timedelta or seconds) or `at` (an aware datetime) the event
+    is stored at once and its runs are held until then (released within about a second by the
+    scheduler); `cancel_event(id)` cancels them meanwhile. Raises `InvalidEventType`,
+    `PayloadError` or (for a bad delay) `ValueError` with nothing written.
     """
     validate_event_type(event_type)
+    deliver_at = parse_delay(delay, at)  # ValueError before anything is written
     if data is None:
         data = {}
     encoded = check_json(data, f"Payload of {event_type!r}")
@@ -39,10 +50,10 @@ def send(event_type: str, data: Any = None) -> uuid.UUID:
         # Held until the run commits: a copy of what was checked, so that the caller changing
         # its object meanwhile cannot change (or break) what is sent. The copy is what the
         # database will hold, which is also what the runs a worker keeps for itself get.
-        pending = PendingEvent(uuid7(), event_type, json.loads(encoded))
+        pending = PendingEvent(uuid7(), event_type, json.loads(encoded), deliver_at)
         ctx.outbox.append(pending)
         return pending.id
-    pending = PendingEvent(uuid7(), event_type, data)
+    pending = PendingEvent(uuid7(), event_type, data, deliver_at)
     if _autocommit_on_postgresql():
         # In autocommit the event and its runs go in one statement, its own transaction: one
         # round trip instead of four (BEGIN, two INSERTs, COMMIT).
@@ -70,7 +81,8 @@ def persist_events(sent: Sent, *also: Sequence[Model], keep: int = 0, token: str
     the event's own id.
     """
     events, runs = event_rows(sent)
-    kept = runs[:keep]
+    # A delayed event's runs are held, never kept.
+    kept = [run for run in runs if run.available_at is None][:keep]
     if kept:
         now = timezone.now()
         lease = now + timedelta(seconds=hot_settings()["RUN_LEASE_SECONDS"])
@@ -78,7 +90,10 @@ def persist_events(sent: Sent, *also: Sequence[Model], keep: int = 0, token: str
             run.status, run.claimed_by = RunStatus.RUNNING, token
             run.started_at, run.lease_expires_at = now, lease
     insert_together(*also, events, runs)
-    dispatch.enqueue_on_commit([run.id for run in runs[keep:]])
+    # Held runs (a delayed event's) get their doorbell when runtime.holds releases them.
+    dispatch.enqueue_on_commit(
+        [run.id for run in runs if run.available_at is None and run.status == RunStatus.QUEUED]
+    )
     if events:  # the events list shows them, handled or not
         runs_changed()
     return kept
@@ -101,8 +116,10 @@ def event_rows(sent: Sent) -> tuple[list[Event], list[Run]]:
                 stream_id=stream,
                 created_at=now,
                 is_handled=bool(handlers),
+                deliver_at=item.deliver_at,
             )
         )
+        held = item.deliver_at is not None
         runs.extend(
             Run(
                 function=handler.name,
@@ -116,6 +133,8 @@ def event_rows(sent: Sent) -> tuple[list[Event], list[Run]]:
                 created_at=now,
                 updated_at=now,
                 queued_at=now,
+                available_at=item.deliver_at,
+                wait_reason=WaitReason.DELAY if held else "",
             )
             for handler in handlers
         )

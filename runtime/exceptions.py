@@ -32,6 +32,10 @@ class RunNotFound(HotError, LookupError):
     """No run has this id."""
 
 
+class EventNotFound(HotError, LookupError):
+    """No event has this id."""
+
+
 class InvalidTransition(HotError):
     """The run is not in a state that allows this action."""
 

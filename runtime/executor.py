@@ -387,14 +387,18 @@ def claim(run_id: uuid.UUID, token: str) -> list[Run]:
     One conditional UPDATE: of two workers handed the same run, only one sees a row come back.
     """
     table = Run._meta.db_table
-    sql = f"UPDATE {table} SET {_CLAIM_SET} WHERE id = %s AND status = %s RETURNING *"
+    # A held run (a sleeping task, say) waits for its release, whatever doorbell comes.
+    sql = (
+        f"UPDATE {table} SET {_CLAIM_SET} "
+        "WHERE id = %s AND status = %s AND available_at IS NULL RETURNING *"
+    )
     pk = Run._meta.pk.get_db_prep_value(run_id, connection)
     return _claimed(sql, [*_claim_params(token), pk, str(RunStatus.QUEUED)])
 
 
 def claim_batch(token: str, size: int) -> list[Run]:
     """Atomically move up to `size` of the oldest queued runs (not task attempts, which have
-    their own queue) to running under `token`, in queue order.
+    their own queue, nor held runs) to running under `token`, in queue order.
 
     Queue order is creation order: the sweeper ringing again for a run (queued_at) must not
     send it to the back of the queue. A run re-queued because its worker died is claimed
@@ -409,9 +413,10 @@ def claim_batch(token: str, size: int) -> list[Run]:
     skip_locked = connection.features.has_select_for_update_skip_locked
     lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
     sql = (
-        # Served by run_status_idx (status, created_at, id), read backwards.
+        # Served by run_ready_idx (created_at, id) WHERE queued and not held.
         f"WITH candidates AS (SELECT id, created_at, recovery_count FROM {table} "
-        f"WHERE status = %s AND trigger <> %s ORDER BY created_at, id LIMIT %s{lock}), "
+        "WHERE status = %s AND available_at IS NULL AND trigger <> %s "
+        f"ORDER BY created_at, id LIMIT %s{lock}), "
         "head AS (SELECT id, recovery_count FROM candidates ORDER BY created_at, id LIMIT 1) "
         f"UPDATE {table} SET {_CLAIM_SET} WHERE status = %s AND id IN ("
         "SELECT candidates.id FROM candidates, head WHERE CASE WHEN head.recovery_count > 0 "

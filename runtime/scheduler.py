@@ -1,6 +1,7 @@
-"""The scheduler loop (`hot scheduler`; a thread in `hot dev`): fires schedule ticks every
-second and sweeps every HOT_SWEEP_INTERVAL_SECONDS. Several may run at once; the database keeps
-them from doing anything twice."""
+"""The scheduler loop (`hot scheduler`; a thread in `hot dev`): every second it fires schedule
+ticks and releases the held runs that are due (delayed events, durable sleeps); every
+HOT_SWEEP_INTERVAL_SECONDS it sweeps. Several may run at once; the database keeps them from
+doing anything twice."""
 
 import logging
 import threading
@@ -9,7 +10,7 @@ import time
 from django.db import close_old_connections
 
 from hotapp.conf import hot_settings
-from runtime import schedules, sweeper
+from runtime import holds, schedules, sweeper
 
 logger = logging.getLogger("hot.scheduler")
 TICK_SECONDS = 1.0
@@ -25,6 +26,7 @@ def run_forever(stop: threading.Event, sweep_interval: float | None = None) -> N
                 schedules.sync()
                 synced = True
             schedules.fire_due()
+            holds.release_due()
             if time.monotonic() >= next_sweep:
                 sweeper.sweep()
                 next_sweep = time.monotonic() + sweep_interval

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from hotapp.conf import hot_settings
 from hotapp.models import Run, RunStatus, Task, TaskStatus
-from runtime import bulk, dispatch, retry_attempts, tasks
+from runtime import bulk, dispatch, holds, retry_attempts, tasks
 from runtime.exceptions import HotError, TaskTimedOut
 from runtime.executor import describe_error
 from runtime.transitions import transition
@@ -35,6 +35,7 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
     return {
         "requeued": requeue_stale(now),
+        "released": holds.release_due(now),
         "promoted": promote_due_retries(now),
         "recovered": recover_expired_leases(now),
         "force_cancelled": force_overdue_cancels(now),
@@ -47,7 +48,8 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
 def requeue_stale(now: datetime) -> int:
     cutoff = now - timedelta(seconds=hot_settings()["REQUEUE_AFTER_SECONDS"])
     stale = list(
-        Run.objects.filter(status=RunStatus.QUEUED, queued_at__lte=cutoff)
+        # A held run has no doorbell to lose: runtime.holds rings when it is released.
+        Run.objects.filter(status=RunStatus.QUEUED, queued_at__lte=cutoff, available_at=None)
         .order_by("queued_at")
         .values_list("id", "trigger")[:BATCH]
     )
@@ -55,18 +57,9 @@ def requeue_stale(now: datetime) -> int:
         return 0
     # Only the doorbell's time: a run's place in the queue is its created_at (claim_batch).
     Run.objects.filter(id__in=[i for i, _ in stale], status=RunStatus.QUEUED).update(queued_at=now)
-    enqueue_by_queue(stale)
+    dispatch.enqueue_by_queue(stale)
     logger.info("re-enqueued %d queued runs", len(stale), extra={"action": "requeue"})
     return len(stale)
-
-
-def enqueue_by_queue(runs: list[tuple]) -> None:
-    """Enqueue (id, trigger) pairs, each on its trigger's queue."""
-    by_queue: dict[str | None, list] = {}
-    for run_id, trigger in runs:
-        by_queue.setdefault(dispatch.queue_for(trigger), []).append(run_id)
-    for queue, ids in by_queue.items():
-        dispatch.enqueue(ids, queue)
 
 
 def promote_due_retries(now: datetime) -> int:
@@ -129,7 +122,7 @@ def recover_expired_leases(now: datetime) -> int:
         logger.warning(
             "re-queued %d runs whose worker died", len(recovered), extra={"action": "recover"}
         )
-        enqueue_by_queue(recovered)
+        dispatch.enqueue_by_queue(recovered)
     return len(recovered) + ended
 
 

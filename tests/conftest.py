@@ -171,7 +171,12 @@ def drain(max_rounds: int = 50) -> None:
     """Execute every queued run in this thread and promote every pending retry at once,
     until nothing is left: the engine's semantics without a broker or a clock."""
     for _ in range(max_rounds):
-        queued = list(Run.objects.filter(status=RunStatus.QUEUED).values_list("id", flat=True))
+        # Held runs (delayed events) wait for runtime.holds to release them.
+        queued = list(
+            Run.objects.filter(status=RunStatus.QUEUED, available_at=None).values_list(
+                "id", flat=True
+            )
+        )
         pending = list(
             Run.objects.filter(status=RunStatus.PENDING_RETRY).values_list("id", flat=True)
         )

@@ -170,3 +170,9 @@ def keyed_side_effect(event):
     if current_run().attempt == 1:
         raise Boom(key)
     return key
+
+
+@on_event("test:sends-later")
+def sends_later(event):
+    """Sends test:downstream after event.data["delay"] seconds, with its success."""
+    send("test:downstream", {"from": "later"}, delay=event.data["delay"])

@@ -46,6 +46,7 @@ def test_hot_send_refuses_a_malformed_event_type():
 def test_hot_sweep_prints_what_it_did():
     assert json.loads(hot("sweep")) == {
         "requeued": 0,
+        "released": 0,
         "promoted": 0,
         "recovered": 0,
         "force_cancelled": 0,

@@ -15,6 +15,7 @@ from hotapp.models.runs import (
     RunStatus,
     RunTrace,
     Trigger,
+    WaitReason,
 )
 from hotapp.models.schedules import Schedule
 from hotapp.models.tasks import (
@@ -49,4 +50,5 @@ __all__ = [
     "TaskStatus",
     "Trigger",
     "Via",
+    "WaitReason",
 ]

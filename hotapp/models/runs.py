@@ -28,6 +28,17 @@ TERMINAL_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.
 ACTIVE_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PENDING_RETRY})
 
 
+class WaitReason(models.TextChoices):
+    """Why a queued run is held back instead of being claimed (shown beside its status)."""
+
+    DELAY = "delay"  #: its event was sent with a delay; it is due at available_at
+    CONCURRENCY = "concurrency"  #: its handler's concurrency limit (for its key) is reached
+    RATE_LIMIT = "rate_limit"  #: its handler's rate limit (for its key) is spent until available_at
+    DEBOUNCE = "debounce"  #: a later event for its key may still replace it until available_at
+    SLEEP = "sleep"  #: a task sleeping durably (ctx.sleep) until available_at
+    EVENT = "event"  #: a task waiting for an event (ctx.wait_for_event), until available_at at most
+
+
 class Event(models.Model):
     """A message of some type, persisted before send() returns."""
 
@@ -43,6 +54,8 @@ class Event(models.Model):
     created_at = models.DateTimeField()
     # Whether any handler subscribed to this type when it was sent (False: stored, unhandled).
     is_handled = models.BooleanField(default=False)
+    # Sent with a delay (send(..., delay= | at=)): when its runs are due. Null: at once.
+    deliver_at = models.DateTimeField(null=True, blank=True)
 
     objects = EventQuerySet.as_manager()
 
@@ -125,6 +138,13 @@ class Run(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     next_retry_at = models.DateTimeField(null=True, blank=True)
+    # A queued run that is held back: not claimed before this time, when the scheduler
+    # releases it (runtime.holds) and rings its doorbell. Null: claimable now.
+    available_at = models.DateTimeField(null=True, blank=True)
+    # Why it is held (WaitReason), or "". db_default: rows inserted in SQL (bench/) get it.
+    wait_reason = models.CharField(
+        max_length=16, choices=WaitReason.choices, blank=True, default="", db_default=""
+    )
 
     # Crash recovery: the claiming worker's token and the time its claim lapses unless renewed.
     claimed_by = models.CharField(max_length=200, blank=True, default="")
@@ -193,6 +213,21 @@ class Run(models.Model):
             models.Index(fields=["stream_id"], name="run_stream_idx"),
             # Live updates: runs changed since a dashboard's cursor.
             models.Index(fields=["updated_at"], name="run_updated_idx"),
+            # Workers' claim (executor.claim_batch): the oldest queued runs that are not held,
+            # WHERE status = 'queued' AND available_at IS NULL ORDER BY created_at, id. Only
+            # the claimable rows: held runs (a week of delayed events) are never walked past.
+            models.Index(
+                fields=["created_at", "id"],
+                condition=Q(status="queued", available_at__isnull=True),
+                name="run_ready_idx",
+            ),
+            # The scheduler's release of held runs that are due (runtime.holds.release_due):
+            # WHERE status = 'queued' AND available_at <= now ORDER BY available_at.
+            models.Index(
+                fields=["available_at"],
+                condition=Q(status="queued", available_at__isnull=False),
+                name="run_held_idx",
+            ),
             # Sweeper: queued runs whose doorbell may be lost, oldest first.
             models.Index(fields=["queued_at"], condition=Q(status="queued"), name="run_queued_idx"),
             # Sweeper and retry promotion: pending retries that are due.

@@ -105,3 +105,39 @@ def logout_url() -> str:
 def row_key(row) -> str:
     """A list row's `data-key`: its place in the list's order (hotapp.filters.row_key)."""
     return filters.row_key(row.created_at, row.id)
+
+
+# What a held run is waiting for (runs list, run page); "{until}" is its available_at.
+HOLD_LABELS = {
+    "delay": ("delayed", "Its event was sent with a delay; due {until}"),
+    "concurrency": ("waiting: concurrency", "Its handler's concurrency limit is reached"),
+    "rate_limit": ("waiting: rate limit", "Its handler's rate limit is spent until {until}"),
+    "debounce": ("debouncing", "A later event for its key may replace it until {until}"),
+    "sleep": ("sleeping", "The task sleeps durably until {until}"),
+    "event": ("waiting for event", "The task waits for an event (at most until {until})"),
+}
+
+
+@register.filter
+def hold_badge(run) -> str:
+    """The badge beside a held queued run's status: what it waits for, and until when."""
+    if run.status != "queued" or not run.wait_reason:
+        return ""
+    label, title = HOLD_LABELS.get(run.wait_reason, (run.wait_reason, "{until}"))
+    until = when(run.available_at, "precise text") if run.available_at else "no set time"
+    return format_html(
+        '<span class="badge muted hold hold-{}" title="{}">{}</span>',
+        run.wait_reason,
+        title.format(until=until),
+        label,
+    )
+
+
+@register.filter
+def hold_reason(run) -> str:
+    """The sentence a held run's page shows: why it waits, and until when."""
+    if run.status != "queued" or not run.wait_reason:
+        return ""
+    _, sentence = HOLD_LABELS.get(run.wait_reason, (run.wait_reason, "{until}"))
+    until = when(run.available_at) if run.available_at else "no set time"
+    return format_html(sentence.replace("{until}", "{}") + ".", until)

@@ -4,7 +4,9 @@ hot dev                      everything in one process on the embedded default
 hot worker [celery args]     a Celery worker (production); `-Q hot.tasks` for task attempts
 hot scheduler                fire schedules and sweep (production; run one, more are safe)
 hot schedules                list schedules; hot pause NAME / hot resume NAME
-hot send TYPE [JSON|@FILE|-] send an event (a payload inline, from a file, or from stdin)
+hot send TYPE [JSON|@FILE|-] [--delay SECONDS | --at ISO-TIME]   send an event (a payload
+                             inline, from a file, or from stdin), now or later
+hot cancel-event ID          cancel a delayed event's runs that are still held
 hot sweep                    one sweeper pass, printing what it did
 hot runs [filters]           list runs with the runs page's filters (--json: JSON lines)
 hot retry|rerun|cancel ID    act on one run
@@ -26,10 +28,11 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from hotapp.conf import hot_settings
 from hotapp.management import run_commands
-from runtime import Actor, HotError, scheduler, schedules, send, sweeper
+from runtime import Actor, HotError, cancel_event, scheduler, schedules, send, sweeper
 from runtime.registry import all_handlers, handlers_for
 
 
@@ -64,6 +67,12 @@ class Command(BaseCommand):
         send_parser.add_argument(
             "data", nargs="?", default="{}", help="JSON payload, @file.json, or - for stdin"
         )
+        later = send_parser.add_mutually_exclusive_group()
+        later.add_argument("--delay", type=float, help="deliver after this many seconds")
+        later.add_argument("--at", help="deliver at this ISO 8601 time (with its offset)")
+        sub.add_parser(
+            "cancel-event", help="cancel a delayed event's runs that are still held"
+        ).add_argument("event_id")
 
         run_commands.add_parsers(sub)
 
@@ -80,9 +89,9 @@ class Command(BaseCommand):
         if action in run_commands.HANDLERS:
             run_commands.handle(self, action, **options)
             return
-        getattr(self, f"handle_{action}")(**options)
+        getattr(self, f"handle_{action.replace('-', '_')}")(**options)
 
-    def handle_send(self, type, data, stdin=None, **_):
+    def handle_send(self, type, data, stdin=None, delay=None, at=None, **_):
         source = "The payload"
         if data == "-":
             data, source = (stdin or sys.stdin).read(), "The payload on stdin"
@@ -97,9 +106,14 @@ class Command(BaseCommand):
             payload = json.loads(data)
         except json.JSONDecodeError as exc:
             raise CommandError(f"{source} is not valid JSON: {exc}") from None
+        when = None
+        if at is not None:
+            when = parse_datetime(at)
+            if when is None:
+                raise CommandError(f"--at {at!r} is not an ISO 8601 time (2026-12-24T18:00+01:00)")
         try:
-            event_id = send(type, payload)
-        except HotError as exc:
+            event_id = send(type, payload, delay=delay, at=when)
+        except (HotError, ValueError) as exc:
             raise CommandError(str(exc)) from None
         if not handlers_for(type):
             # Runs are made for the handlers the *sending* process knows: a script that forgot
@@ -110,6 +124,13 @@ class Command(BaseCommand):
                 self.style.WARNING,
             )
         self.stdout.write(str(event_id))
+
+    def handle_cancel_event(self, event_id, **_):
+        try:
+            cancelled = cancel_event(event_id, Actor.cli())
+        except HotError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"cancelled {cancelled} held run(s) of event {event_id}")
 
     def handle_schedules(self, **_):
         from hotapp.models import Schedule
