@@ -16,6 +16,7 @@ WHEN_FORMATS = {
     "precise": "Y-m-d H:i:s.u T",  # 2026-12-03 12:45:07.123456 UTC
     "time": "H:i:s T",  # 12:45:07 UTC: beside a date already shown (a timeline)
     "minute": "H:i T",  # 12:45 UTC: a chart's minute
+    "day": "M j, H:i T",  # Dec 3, 12:45 UTC: a time in a narrow cell, not today
 }
 
 
@@ -120,17 +121,27 @@ HOLD_LABELS = {
 
 @register.filter
 def hold_badge(run) -> str:
-    """The badge beside a held queued run's status: what it waits for, and until when."""
+    """What a held queued run waits for, and until when (the runs list's "started" cell, an
+    event's runs): "delayed · 16:14:30 UTC" with the full sentence as its title."""
     if run.status != "queued" or not run.wait_reason:
         return ""
     label, title = HOLD_LABELS.get(run.wait_reason, (run.wait_reason, "{until}"))
     until = when(run.available_at, "precise text") if run.available_at else "no set time"
     return format_html(
-        '<span class="badge muted hold hold-{}" title="{}">{}</span>',
+        '<span class="badge muted hold hold-{}" title="{}">{}</span>{}',
         run.wait_reason,
         title.format(until=until),
         label,
+        format_html(" {}", when(run.available_at, _narrow(run.available_at)))
+        if run.available_at
+        else "",
     )
+
+
+def _narrow(value: datetime) -> str:
+    """The style that fits a narrow cell: the time alone today, else the day and minute."""
+    is_today = timezone.localtime(value).date() == timezone.localtime().date()
+    return "time" if is_today else "day"
 
 
 @register.filter
