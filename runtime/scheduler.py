@@ -1,6 +1,7 @@
 """The scheduler loop (`hot scheduler`; a thread in `hot dev`): fires schedule ticks every
-second and sweeps every HOT_SWEEP_INTERVAL_SECONDS. Several may run at once; the database keeps
-them from doing anything twice."""
+second, sweeps every HOT_SWEEP_INTERVAL_SECONDS and purges by the retention policies every
+HOT_PURGE_INTERVAL_SECONDS (a bounded pass: runtime/retention.py). Several may run at once;
+the database keeps them from doing anything twice."""
 
 import logging
 import threading
@@ -9,7 +10,7 @@ import time
 from django.db import close_old_connections
 
 from hotapp.conf import hot_settings
-from runtime import schedules, sweeper
+from runtime import retention, schedules, sweeper
 
 logger = logging.getLogger("hot.scheduler")
 TICK_SECONDS = 1.0
@@ -17,7 +18,7 @@ TICK_SECONDS = 1.0
 
 def run_forever(stop: threading.Event, sweep_interval: float | None = None) -> None:
     sweep_interval = sweep_interval or hot_settings()["SWEEP_INTERVAL_SECONDS"]
-    next_sweep = 0.0
+    next_sweep = next_purge = 0.0
     synced = False
     while not stop.is_set():
         try:
@@ -28,6 +29,10 @@ def run_forever(stop: threading.Event, sweep_interval: float | None = None) -> N
             if time.monotonic() >= next_sweep:
                 sweeper.sweep()
                 next_sweep = time.monotonic() + sweep_interval
+            if time.monotonic() >= next_purge:
+                # Set first: a purge that keeps failing is tried again a pass later, not each tick.
+                next_purge = time.monotonic() + hot_settings()["PURGE_INTERVAL_SECONDS"]
+                retention.purge(max_batches=hot_settings()["PURGE_MAX_BATCHES"])
         except Exception:
             logger.exception("scheduler pass failed; trying again")
         finally:

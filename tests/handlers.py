@@ -170,3 +170,13 @@ def keyed_side_effect(event):
     if current_run().attempt == 1:
         raise Boom(key)
     return key
+
+
+@on_event("test:short-lived", retention_days=1)
+def short_lived(event):
+    return event.data
+
+
+@on_event("test:kept-forever", retention_days=0)
+def kept_forever(event):
+    return event.data

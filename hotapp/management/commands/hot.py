@@ -6,6 +6,7 @@ hot scheduler                fire schedules and sweep (production; run one, more
 hot schedules                list schedules; hot pause NAME / hot resume NAME
 hot send TYPE [JSON|@FILE|-] send an event (a payload inline, from a file, or from stdin)
 hot sweep                    one sweeper pass, printing what it did
+hot purge [--dry-run]        delete what the retention policies let go, printing the counts
 hot runs [filters]           list runs with the runs page's filters (--json: JSON lines)
 hot retry|rerun|cancel ID    act on one run
 hot bulk retry|cancel [filters] [--dry-run] [--yes]   act on every matching run, in batches
@@ -29,7 +30,7 @@ from django.utils import timezone
 
 from hotapp.conf import hot_settings
 from hotapp.management import run_commands
-from runtime import Actor, HotError, scheduler, schedules, send, sweeper
+from runtime import Actor, HotError, retention, scheduler, schedules, send, sweeper
 from runtime.registry import all_handlers, handlers_for
 
 
@@ -58,6 +59,10 @@ class Command(BaseCommand):
                 "name", help="the schedule's name, full or as the pages show it"
             )
         sub.add_parser("sweep", help="one sweeper pass")
+        purge = sub.add_parser("purge", help="delete finished runs past their retention")
+        purge.add_argument("--dry-run", action="store_true", help="only count what would go")
+        purge.add_argument("--batch", type=int, help="chains, tasks or events per transaction")
+        purge.add_argument("--max-batches", type=int, help="stop after this many (default: all)")
 
         send_parser = sub.add_parser("send", help="send an event")
         send_parser.add_argument("type")
@@ -191,6 +196,19 @@ class Command(BaseCommand):
 
     def handle_sweep(self, **_):
         self.stdout.write(json.dumps(sweeper.sweep()))
+
+    def handle_purge(self, dry_run, batch, max_batches, **_):
+        default = hot_settings()["RETENTION_DAYS"]
+        self.stdout.write(
+            f"Retention: {f'{default:g} days' if default else 'forever'} by default"
+            + "".join(
+                f"; {h.name}: {f'{h.retention_days:g} days' if h.retention_days else 'forever'}"
+                for h in all_handlers()
+                if h.retention_days is not None
+            )
+        )
+        purged = retention.purge(batch=batch, max_batches=max_batches, dry_run=dry_run)
+        self.stdout.write(f"{'Would delete' if dry_run else 'Deleted'} {purged}.")
 
     def handle_scheduler(self, **_):
         stop = threading.Event()
