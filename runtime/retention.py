@@ -128,20 +128,22 @@ def _logged(purged: Purged, dry_run: bool) -> Purged:
     return purged
 
 
+DISTINCT_SQL = """
+    WITH RECURSIVE names(name) AS (
+        SELECT MIN({1}) FROM {0}
+        UNION ALL
+        SELECT (SELECT MIN({1}) FROM {0} WHERE {1} > names.name)
+        FROM names WHERE names.name IS NOT NULL
+    )
+    SELECT name FROM names WHERE name IS NOT NULL
+"""
+
+
 def _distinct(table: str, column: str) -> list[str]:
     """Every distinct value of an indexed column, by a loose index scan: one index probe per
     value (`WHERE column > previous ORDER BY column LIMIT 1`), not a scan of every row."""
-    sql = f"""
-        WITH RECURSIVE names(name) AS (
-            SELECT MIN({column}) FROM {table}
-            UNION ALL
-            SELECT (SELECT MIN({column}) FROM {table} WHERE {column} > names.name)
-            FROM names WHERE names.name IS NOT NULL
-        )
-        SELECT name FROM names WHERE name IS NOT NULL
-    """
     with connection.cursor() as cursor:
-        cursor.execute(sql)
+        cursor.execute(DISTINCT_SQL.format(table, column))
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -304,24 +306,26 @@ def _tasks(name: str, limit: datetime, batch: int, dry_run: bool, purged: Purged
         yield None
 
 
+def unhandled_events(limit: datetime) -> Any:
+    """Events no handler subscribed to, sent before `limit`, oldest first (by
+    event_unhandled_idx, read backwards)."""
+    return Event.objects.filter(is_handled=False, created_at__lt=limit).order_by("created_at", "id")
+
+
 def _unhandled_events(limit: datetime, batch: int, dry_run: bool, purged: Purged) -> Iterator[None]:
     """Events no handler subscribed to, oldest first by event_unhandled_idx."""
     while True:
 
         def one_batch() -> int:
             with transaction.atomic():
-                ids = list(
-                    Event.objects.filter(is_handled=False, created_at__lt=limit)
-                    .order_by("created_at", "id")
-                    .values_list("id", flat=True)[:batch]
-                )
+                ids = list(unhandled_events(limit).values_list("id", flat=True)[:batch])
                 if dry_run:
                     return len(ids)
                 return _delete_orphan_events(ids)
 
         if dry_run:
             # Counted, not deleted: a keyset would be needed to go on; count them in one go.
-            purged.events += Event.objects.filter(is_handled=False, created_at__lt=limit).count()
+            purged.events += unhandled_events(limit).count()
             return
         deleted = with_db_retry(one_batch, "purge")
         if not deleted:

@@ -307,3 +307,38 @@ def test_stacked_subscriptions_must_agree_on_their_retention():
             on_event("test:stack-b", retention_days=4, name="tests.stacked_retention")(stacked)
     finally:
         registry.unregister("tests.stacked_retention")
+
+
+def explain(sql: str, params: list) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_a_purge_batch_walks_its_function_index_and_finds_retries_by_their_origin():
+    sql, keyset = retention._keyset(retention.CHAINS_SQL, (NOW, uuid7()), "h")
+    terminal = list(retention._TERMINAL)
+    text = explain(sql, [DOWNSTREAM, NOW, *keyset, *terminal, NOW, *terminal, NOW, 500])
+
+    assert "run_function_idx" in text, text
+    assert "origin_run" in text or "run_one_row_per_attempt" in text, text
+
+
+def test_a_task_purge_batch_and_the_list_of_names_read_the_task_name_index():
+    sql, keyset = retention._keyset(retention.TASKS_SQL, (NOW, uuid7()), "t")
+    task_terminal, terminal = list(retention._TASK_TERMINAL), list(retention._TERMINAL)
+    text = explain(sql, ["x", NOW, *keyset, *task_terminal, NOW, *terminal, NOW, 500])
+
+    assert "task_name_idx" in text, text
+    assert "task_name_idx" in explain(retention.DISTINCT_SQL.format("hotapp_task", "name"), [])
+    assert "run_function_idx" in explain(
+        retention.DISTINCT_SQL.format("hotapp_run", "function"), []
+    )
+
+
+def test_old_unhandled_events_are_found_from_their_partial_index():
+    queryset = retention.unhandled_events(NOW)[:500]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+    assert "event_unhandled_idx" in queryset.explain()
