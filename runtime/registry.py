@@ -114,8 +114,8 @@ def _subscribe_again(old: Handler, new: Handler) -> None:
         )
     if (new.retry, new.trace, new.retention_days) != (old.retry, old.trace, old.retention_days):
         raise DuplicateHandler(
-            f"{new.name} is subscribed to {new.event_type!r} with other retry, trace or "
-            "retention settings "
+            f"{new.name} is subscribed to {new.event_type!r} with other retry or trace settings "
+            "(or retention) "
             f"than to {old.event_type!r}; a handler has one policy: give this subscription a "
             "name of its own (name=...)"
         )
