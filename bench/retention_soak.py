@@ -75,11 +75,6 @@ def main() -> None:
         f"rate {args.rate} runs/s, retention {args.retention_seconds:g} s, purge every "
         f"{args.purge_every:g} s, {args.minutes:g} min"
     )
-    print(
-        f"{'t (s)':>6} {'runs':>8} {'events':>8} "
-        + " ".join(f"{t.removeprefix('hotapp_') + ' MB':>14}" for t in TABLES)
-        + f" {'total MB':>9} {'dead rows':>10} {'vacuums':>8}"
-    )
     with connection.cursor() as cursor:
         cursor.execute("SHOW autovacuum")
         autovacuum = cursor.fetchone()[0] == "on"
@@ -93,6 +88,11 @@ def main() -> None:
             if vacuum_every
             else "nothing frees the deleted rows' space (--vacuum-every 0)"
         )
+    )
+    print(
+        f"{'t (s)':>6} {'runs':>8} {'events':>8} "
+        + " ".join(f"{t.removeprefix('hotapp_') + ' MB':>14}" for t in TABLES)
+        + f" {'total MB':>9} {'dead rows':>10} {'vacuums':>8}"
     )
     started = time.monotonic()
     deadline = started + args.minutes * 60
