@@ -17,6 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from hotapp.auth import OPERATE, api_view, json_error
 from hotapp.filters import EventFilterForm, RunFilterForm, encode_cursor
+from hotapp.masking import mask
 from hotapp.models import AuditEntry, Event, Run, Via
 from hotapp.querysets import filtered_page
 from runtime import (
@@ -112,8 +113,9 @@ def run_json(run: Run, payloads: bool = True) -> dict:
         "recovery_count": run.recovery_count,
     }
     if payloads:
-        row["input"] = run.input
-        row["result"] = run.result
+        # Masked on the way out: the stored input is what retries call the handler with.
+        row["input"] = mask(run.input)
+        row["result"] = mask(run.result)
         row["error"] = (
             {
                 "type": run.error_type,
@@ -137,7 +139,7 @@ def event_json(event: Event, payloads: bool = True) -> dict:
         "deliver_at": event.deliver_at,
     }
     if payloads:
-        row["data"] = event.data
+        row["data"] = mask(event.data)
     return row
 
 

@@ -49,6 +49,35 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_MAX_ATTEMPTS": 10,
     "RETRY_MAX_DELAY_MS": 3_600_000,
     "RETRY_MIN_DELAY_MS": 100,
+    # Retention: finished runs (with their traces and audit entries), finished tasks and
+    # events whose runs are gone are purged this many days after they finished (fractions
+    # allowed). A handler's own `retention_days=` wins. None or 0: keep forever.
+    "RETENTION_DAYS": 30,
+    # Most chains, tasks or events one purge batch deletes (one short transaction each), and
+    # most batches one scheduler pass runs; the rest waits for the next pass.
+    "PURGE_BATCH": 500,
+    "PURGE_MAX_BATCHES": 20,
+    # Pause between two purge passes of the scheduler.
+    "PURGE_INTERVAL_SECONDS": 300.0,
+    # Keys whose values are never shown: masked in traces when recorded, and in payloads on
+    # every page and API response (hotapp/masking.py). Matched by words, case-insensitively.
+    "MASK_KEYS": [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "api_key",
+        "authorization",
+        "cookie",
+        "credential",
+        "credentials",
+        "private_key",
+        "card",
+        "card_number",
+        "cvv",
+        "cvc",
+        "ssn",
+    ],
 }
 
 

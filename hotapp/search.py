@@ -23,6 +23,8 @@ from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Cast
 
+from hotapp.masking import is_masked_key
+
 KEY_RE = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*")
 TOKEN_RE = re.compile(r'([^\s":]+):"([^"]*)"|"([^"]*)"|(\S+)')
 MIN_WORD = 3
@@ -72,6 +74,9 @@ class Search:
                     )
                 if not value:
                     raise SearchError(f"“{key}:” needs a value, as in {key}:42.")
+                if any(is_masked_key(part) for part in key.split(".")):
+                    # Searching by a value the pages hide would tell it, one guess at a time.
+                    raise SearchError(f"“{key}” is a masked field: its values cannot be searched.")
                 pairs.append((tuple(key.split(".")), value))
             else:
                 if len(value.strip()) < MIN_WORD:

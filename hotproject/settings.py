@@ -166,6 +166,17 @@ HOT = {
         "HOT_RETRY_MAX_DELAY_MS", HOT_DEFAULTS["RETRY_MAX_DELAY_MS"], minimum=_RETRY_MIN_DELAY_MS
     ),
     "RETRY_MIN_DELAY_MS": _RETRY_MIN_DELAY_MS,
+    # 0 keeps everything forever; fractions of a day are allowed (bench/retention_soak.py).
+    "RETENTION_DAYS": env_float("HOT_RETENTION_DAYS", HOT_DEFAULTS["RETENTION_DAYS"], minimum=0),
+    "PURGE_BATCH": env_int("HOT_PURGE_BATCH", HOT_DEFAULTS["PURGE_BATCH"], minimum=1, maximum=5000),
+    "PURGE_MAX_BATCHES": env_int(
+        "HOT_PURGE_MAX_BATCHES", HOT_DEFAULTS["PURGE_MAX_BATCHES"], minimum=1
+    ),
+    "PURGE_INTERVAL_SECONDS": env_float(
+        "HOT_PURGE_INTERVAL_SECONDS", HOT_DEFAULTS["PURGE_INTERVAL_SECONDS"], above=0
+    ),
+    # A comma-separated list replaces the default list; unset keeps it.
+    "MASK_KEYS": env_list("HOT_MASK_KEYS") or HOT_DEFAULTS["MASK_KEYS"],
 }
 
 LOGGING = {

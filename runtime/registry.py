@@ -25,6 +25,18 @@ class Handler:
     kind: str = "event"  #: "event", "schedule" or "task"
     #: kind-specific settings: {"cron": Cron, "backfill": int} or {"timeout": seconds}
     options: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: days its finished runs are kept (runtime/retention.py); None: HOT["RETENTION_DAYS"]
+    retention_days: float | None = None
+
+
+def check_retention_days(days: float | None) -> float | None:
+    """A decorator's `retention_days`, checked at import: None (the global default), 0 (keep
+    forever) or a number of days (fractions allowed)."""
+    if days is None:
+        return None
+    if isinstance(days, bool) or not isinstance(days, int | float) or not days >= 0:
+        raise ValueError("retention_days must be a number of days: 0 keeps runs forever")
+    return float(days)
 
 
 def handler_name(fn: Callable[..., Any], name: str | None) -> str:
@@ -44,19 +56,24 @@ def on_event(
     retry: int | Retry | None = None,
     name: str | None = None,
     trace: bool = True,
+    retention_days: float | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Run the decorated function for every event of `event_type`.
 
     The function receives one argument, the event (`event.data`, `event.type`, `event.id`).
     `retry` is a number of retries or a `Retry` policy. Several handlers may subscribe to one
     type; each gets its own run. Stacked decorators subscribe one function to several types
-    (one run per event; they must agree on `retry` and `trace`).
+    (one run per event; they must agree on `retry`, `trace` and `retention_days`).
+    `retention_days` keeps its finished runs that long instead of HOT["RETENTION_DAYS"].
     """
     validate_event_type(event_type)
     policy = as_policy(retry)
+    keep = check_retention_days(retention_days)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        register(Handler(handler_name(fn, name), fn, event_type, policy, trace))
+        register(
+            Handler(handler_name(fn, name), fn, event_type, policy, trace, retention_days=keep)
+        )
         return fn
 
     return decorate
@@ -95,9 +112,10 @@ def _subscribe_again(old: Handler, new: Handler) -> None:
             f"{new.name} is already registered as a {old.kind} handler with other settings; "
             "give the other registration a name of its own (name=...)"
         )
-    if (new.retry, new.trace) != (old.retry, old.trace):
+    if (new.retry, new.trace, new.retention_days) != (old.retry, old.trace, old.retention_days):
         raise DuplicateHandler(
             f"{new.name} is subscribed to {new.event_type!r} with other retry or trace settings "
+            "(or retention) "
             f"than to {old.event_type!r}; a handler has one policy: give this subscription a "
             "name of its own (name=...)"
         )

@@ -47,6 +47,7 @@ def on_schedule(
     name: str | None = None,
     trace: bool = True,
     backfill: int = 0,
+    retention_days: float | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Run the decorated function on every tick of `expression` (UTC).
 
@@ -57,6 +58,7 @@ def on_schedule(
     if not isinstance(backfill, int) or backfill < 0:
         raise ValueError("backfill must be a whole number of ticks, 0 or more")
     policy = as_policy(retry)
+    keep = registry.check_retention_days(retention_days)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         registry.register(
@@ -68,6 +70,7 @@ def on_schedule(
                 trace,
                 kind="schedule",
                 options={"cron": cron, "backfill": backfill},
+                retention_days=keep,
             )
         )
         return fn

@@ -62,16 +62,19 @@ def task(
     retry: int | Retry | None = None,
     name: str | None = None,
     trace: bool = True,
+    retention_days: float | None = None,
 ):
     """Declare a long-running task: a function taking one argument, its TaskContext.
 
     `timeout` (seconds or a timedelta) bounds the whole task from its first start; `retry` is as
-    for `@on_event`.
+    for `@on_event`. A finished task, with its attempts, checkpoints and messages, is kept
+    `retention_days` (default HOT["RETENTION_DAYS"]) after it finished.
     """
     seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
     if seconds is not None and seconds <= 0:
         raise ValueError("A task's timeout must be positive")
     policy = as_policy(retry)
+    keep = registry.check_retention_days(retention_days)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         handler = registry.Handler(
@@ -82,6 +85,7 @@ def task(
             trace,
             kind="task",
             options={"timeout": seconds},
+            retention_days=keep,
         )
         registry.register(handler)
         fn.hot_task_name = handler.name  # type: ignore[attr-defined]

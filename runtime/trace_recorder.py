@@ -30,30 +30,21 @@ from django.core.signals import setting_changed
 from django.db.models import Model, QuerySet
 
 from hotapp.conf import hot_settings
+from hotapp.masking import MASKED, is_masked_key
 from runtime.exceptions import type_name
 
 TRACE_FORMAT = 1
 _RETURN_OPS = {dis.opmap[name] for name in ("RETURN_VALUE", "RETURN_CONST") if name in dis.opmap}
 _YIELD_OP = dis.opmap["YIELD_VALUE"]
 _SUSPENDABLE = 0x20 | 0x80 | 0x200  # CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR
-SECRET_WORDS = (
-    "password",
-    "passwd",
-    "secret",
-    "token",
-    "authorization",
-    "api_key",
-    "apikey",
-    "cookie",
-    "credential",
-    "private_key",
-)
-MASK = "********"
+# Values under a masked key (HOT["MASK_KEYS"]) are replaced before the trace is stored, so a
+# secret never reaches the database (hotapp/masking.py).
+MASK = MASKED
 _COMPREHENSIONS = frozenset({"<genexpr>", "<listcomp>", "<dictcomp>", "<setcomp>"})
 
 
 def is_secret_name(name: object) -> bool:
-    return isinstance(name, str) and any(word in name.lower() for word in SECRET_WORDS)
+    return is_masked_key(name)
 
 
 # Types reprlib renders itself (dispatching on the type's name, which a user's class may share).

@@ -176,3 +176,13 @@ def keyed_side_effect(event):
 def sends_later(event):
     """Sends test:downstream after event.data["delay"] seconds, with its success."""
     send("test:downstream", {"from": "later"}, delay=event.data["delay"])
+
+
+@on_event("test:short-lived", retention_days=1)
+def short_lived(event):
+    return event.data
+
+
+@on_event("test:kept-forever", retention_days=0)
+def kept_forever(event):
+    return event.data

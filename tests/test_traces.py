@@ -150,14 +150,14 @@ def test_secret_looking_names_and_keys_are_masked():
 
     spans = by_name(run)
     [login] = spans["login"]
-    assert dict(login["args"])["password"] == "********"
+    assert dict(login["args"])["password"] == "••••"
     assert dict(login["args"])["user"] == "'alice'"
     assert (
         "Bearer" not in dict(login["args"])["options"]
         and "'retries': 3" in dict(login["args"])["options"]
     )
     assert "s3cr3t" not in login["result"]
-    assert spans["secrets"][0]["values"] == [["api_key", "********"]]
+    assert spans["secrets"][0]["values"] == [["api_key", "••••"]]
 
 
 def test_values_whose_repr_raises_or_is_huge_are_stored_safely():
@@ -294,13 +294,13 @@ def test_dataclasses_namedtuples_and_the_event_are_shown_with_their_secrets_mask
     [root] = run.trace.tree()
     assert dict(root["args"])["event"] == (
         f"Event(id={run.event_id!r}, type='trace:objects', "
-        "data={'user': 'alice', 'password': ********})"
+        "data={'user': 'alice', 'password': ••••})"
     )
     [takes] = by_name(run)["takes_objects"]
     args = dict(takes["args"])
-    assert args["account"] == "Credentials(user='alice', password=********)"
-    assert args["pair"] == "Pair(token=********, n=1)"
-    assert args["options"] == "OrderedDict({'secret_key': ********, 'debug': True})"
+    assert args["account"] == "Credentials(user='alice', password=••••)"
+    assert args["pair"] == "Pair(token=••••, n=1)"
+    assert args["options"] == "OrderedDict({'secret_key': ••••, 'debug': True})"
     assert "hunter2" not in json.dumps(run.trace.data)
 
 

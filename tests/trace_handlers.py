@@ -227,3 +227,13 @@ def libraries(event):
     from_user_site(2)
     vendored(3)
     return add_tax(1)
+
+
+def charge(customer, payment):
+    return {"charged": payment["amount"], "customer": customer["name"]}
+
+
+@on_event("trace:checkout")
+def checkout(event):
+    charge(event.data["customer"], event.data["payment"])
+    return {"ok": True, "session": {"token": "tok-RESULT-999"}}

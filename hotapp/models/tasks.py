@@ -57,6 +57,11 @@ class Task(models.Model):
         indexes = [
             # Newest-first task list, paginated by (created_at, id).
             models.Index(fields=["-created_at", "-id"], name="task_created_idx"),
+            # Retention (runtime/retention.py): one task name's tasks, oldest first,
+            # WHERE name = %s AND created_at < cutoff AND (created_at, id) > cursor
+            # ORDER BY created_at, id LIMIT batch; and its list of names, one probe each
+            # (SELECT MIN(name) … WHERE name > previous).
+            models.Index(fields=["name", "created_at", "id"], name="task_name_idx"),
             # Live updates of the tasks list: tasks changed since a page's cursor.
             models.Index(fields=["updated_at"], name="task_updated_idx"),
             # Sweeper: running tasks past their deadline.

@@ -7,6 +7,7 @@ from django.utils import dateformat, timezone
 from django.utils.html import format_html
 
 from hotapp import filters
+from hotapp.masking import mask, mask_json_text
 
 register = template.Library()
 
@@ -50,13 +51,20 @@ def zone() -> str:
 
 @register.filter
 def pretty_json(value) -> str:
-    """Payloads as the JSON they are (not Python's repr); autoescaped by the template."""
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+    """Payloads as the JSON they are (not Python's repr), masked (hotapp/masking.py);
+    autoescaped by the template."""
+    return json.dumps(mask(value), indent=2, ensure_ascii=False, sort_keys=True)
 
 
 @register.filter
 def compact_json(value) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    return json.dumps(mask(value), ensure_ascii=False, separators=(", ", ": "))
+
+
+@register.filter
+def masked_preview(text: str) -> str:
+    """The start of a payload's JSON text, cut in SQL, with masked values hidden."""
+    return mask_json_text(text)
 
 
 @register.filter

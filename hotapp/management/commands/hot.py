@@ -8,6 +8,7 @@ hot send TYPE [JSON|@FILE|-] [--delay SECONDS | --at ISO-TIME]   send an event (
                              inline, from a file, or from stdin), now or later
 hot cancel-event ID          cancel a delayed event's runs that are still held
 hot sweep                    one sweeper pass, printing what it did
+hot purge [--dry-run]        delete what the retention policies let go, printing the counts
 hot runs [filters]           list runs with the runs page's filters (--json: JSON lines)
 hot retry|rerun|cancel ID    act on one run
 hot bulk retry|cancel [filters] [--dry-run] [--yes]   act on every matching run, in batches
@@ -32,7 +33,16 @@ from django.utils.dateparse import parse_datetime
 
 from hotapp.conf import hot_settings
 from hotapp.management import run_commands
-from runtime import Actor, HotError, cancel_event, scheduler, schedules, send, sweeper
+from runtime import (
+    Actor,
+    HotError,
+    cancel_event,
+    retention,
+    scheduler,
+    schedules,
+    send,
+    sweeper,
+)
 from runtime.registry import all_handlers, handlers_for
 
 
@@ -61,6 +71,10 @@ class Command(BaseCommand):
                 "name", help="the schedule's name, full or as the pages show it"
             )
         sub.add_parser("sweep", help="one sweeper pass")
+        purge = sub.add_parser("purge", help="delete finished runs past their retention")
+        purge.add_argument("--dry-run", action="store_true", help="only count what would go")
+        purge.add_argument("--batch", type=int, help="chains, tasks or events per transaction")
+        purge.add_argument("--max-batches", type=int, help="stop after this many (default: all)")
 
         send_parser = sub.add_parser("send", help="send an event")
         send_parser.add_argument("type")
@@ -212,6 +226,19 @@ class Command(BaseCommand):
 
     def handle_sweep(self, **_):
         self.stdout.write(json.dumps(sweeper.sweep()))
+
+    def handle_purge(self, dry_run, batch, max_batches, **_):
+        default = hot_settings()["RETENTION_DAYS"]
+        self.stdout.write(
+            f"Retention: {f'{default:g} days' if default else 'forever'} by default"
+            + "".join(
+                f"; {h.name}: {f'{h.retention_days:g} days' if h.retention_days else 'forever'}"
+                for h in all_handlers()
+                if h.retention_days is not None
+            )
+        )
+        purged = retention.purge(batch=batch, max_batches=max_batches, dry_run=dry_run)
+        self.stdout.write(f"{'Would delete' if dry_run else 'Deleted'} {purged}.")
 
     def handle_scheduler(self, **_):
         stop = threading.Event()
