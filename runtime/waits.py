@@ -55,6 +55,8 @@ FOREVER = datetime(9999, 12, 31, tzinfo=UTC)
 def sleep(tctx: "TaskContext", seconds: float | timedelta, key: str | None = None) -> None:
     """Suspend the task for `seconds` without holding a worker (see the module's docstring)."""
     tctx.check_cancelled()
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float | timedelta):
+        raise ValueError(f"ctx.sleep() takes seconds or a timedelta, not {seconds!r}")
     seconds = seconds.total_seconds() if isinstance(seconds, timedelta) else float(seconds)
     if not seconds >= 0:  # also refuses NaN
         raise ValueError(f"ctx.sleep() takes a number of seconds >= 0, not {seconds!r}")
@@ -97,7 +99,9 @@ def wait_for_event(
     match = match or {}
     check_json(match, "match=")
     seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
-    if seconds is not None and not seconds >= 0:
+    if seconds is not None and (
+        isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0
+    ):
         raise ValueError(f"timeout= must be a number of seconds >= 0 or None: {timeout!r}")
     wait_key = tctx.next_wait_key(key)
     wait = _find(tctx.task_id, wait_key, WaitKind.EVENT, event_type)
