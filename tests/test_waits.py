@@ -223,3 +223,75 @@ def test_bad_waits_are_clear_errors():
 )
 def test_containment_matches_postgresql_on_sqlite(data, match, expected):
     assert waits.contains(data, match) is expected
+
+
+def scheduler_steps() -> None:
+    """What the scheduler's loop does for waits every second."""
+    holds.release_due()
+    waits.resolve_events()
+
+
+@pytest.mark.services
+def test_a_sleeping_task_leaves_its_only_worker_free_for_other_runs(worker_process, tmp_path):
+    worker_process()  # one worker, one run at a time (--pool=solo)
+    first = start(
+        task_handlers.charges_sleeps_then_ships, {"log": str(tmp_path / "a"), "seconds": 3600}
+    )
+    wait_for(lambda: first.status == TaskStatus.WAITING, what="the first task to sleep")
+
+    second = start(
+        task_handlers.charges_sleeps_then_ships, {"log": str(tmp_path / "b"), "seconds": 3600}
+    )
+    send("test:downstream", {"while": "two tasks sleep"})
+
+    wait_for(lambda: second.status == TaskStatus.WAITING, what="the second task to sleep too")
+    wait_for(
+        lambda: Run.objects.filter(function="tests.handlers.downstream", status="succeeded"),
+        what="the handler to run while both tasks sleep",
+    )
+    assert first.status == TaskStatus.WAITING
+    time_passes(3601)
+
+    def both_done():
+        scheduler_steps()
+        return first.status == second.status == TaskStatus.COMPLETED
+
+    wait_for(both_done, what="both tasks to wake and finish")
+    assert lines(tmp_path / "a") == lines(tmp_path / "b") == ["charged", "shipped"]
+
+
+@pytest.mark.services
+def test_a_task_sleeping_when_its_worker_is_killed_finishes_on_another_with_no_work_repeated(
+    worker_process, tmp_path
+):
+    log = tmp_path / "log"
+    victim = worker_process()
+    handle = start(task_handlers.charges_sleeps_then_ships, {"log": str(log), "seconds": 3600})
+    wait_for(lambda: handle.status == TaskStatus.WAITING, what="the task to sleep")
+
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait(10)
+    worker_process()
+    time_passes(3601)
+
+    def done():
+        scheduler_steps()
+        return handle.status == TaskStatus.COMPLETED
+
+    wait_for(done, what="the task to wake on the new worker and finish")
+    assert lines(log) == ["charged", "shipped"]  # the charge before the sleep happened once
+    assert handle.result(timeout=1) == {"slept": 3600}
+
+
+@pytest.mark.services
+def test_a_task_asks_a_handler_and_waits_for_its_answer_through_real_workers(worker_process):
+    worker_process()
+    handle = start(task_handlers.asks_and_waits_for_the_answer)
+
+    def answered():
+        scheduler_steps()
+        return handle.status == TaskStatus.COMPLETED
+
+    wait_for(answered, what="the question, the answer and the task's end")
+    assert handle.result(timeout=1) == {"task": str(handle.id), "answer": 42}
+    assert TaskWait.objects.get(task_id=handle.id).outcome == WaitOutcome.MATCHED
