@@ -2,6 +2,7 @@
 worker, survive a worker's death, and resume it from the top with the waits already done."""
 
 import logging
+import re
 import os
 import signal
 from datetime import timedelta
@@ -295,3 +296,32 @@ def test_a_task_asks_a_handler_and_waits_for_its_answer_through_real_workers(wor
     wait_for(answered, what="the question, the answer and the task's end")
     assert handle.result(timeout=1) == {"task": str(handle.id), "answer": 42}
     assert TaskWait.objects.get(task_id=handle.id).outcome == WaitOutcome.MATCHED
+
+
+@pytest.mark.django_db
+def test_the_task_page_and_lists_show_what_a_waiting_task_waits_for(alice_client, tmp_path):
+    sleeper = start(
+        task_handlers.charges_sleeps_then_ships, {"log": str(tmp_path / "log"), "seconds": 60}
+    )
+    payer = start(task_handlers.waits_for_payment, {"order": 12})
+    drain()
+
+    page = alice_client.get(f"/tasks/{payer.id}/").content.decode()
+    assert "task-waiting" in page
+    assert (
+        "wait for <code>test:paid</code> matching <code>{&quot;order&quot;: 12}</code>, with no time limit"
+        in page
+    )
+    assert "no worker is held" in page
+
+    page = alice_client.get(f"/tasks/{sleeper.id}/").content.decode()
+    assert re.search(r'class="open-wait">sleep until <time', page)
+    time_passes(61)
+    holds.release_due()
+    drain()
+    page = alice_client.get(f"/tasks/{sleeper.id}/").content.decode()
+    assert "open-wait" not in page and "Woke" in page  # the history keeps it
+
+    runs = alice_client.get("/").content.decode()
+    assert "hold-event" in runs and "no set time" in runs
+    assert f'id="task-{payer.id}"' in alice_client.get("/tasks/?status=waiting").content.decode()
