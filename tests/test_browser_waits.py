@@ -18,7 +18,7 @@ def test_a_task_page_shows_its_wait_and_then_the_matched_event_live(page, worker
     page.goto(f"/tasks/{handle.id}/")
     open_wait = page.locator("dd.open-wait")
     open_wait.wait_for()
-    assert "wait for test:paid matching {\"order\": 77} until" in open_wait.inner_text()
+    assert 'wait for test:paid matching {"order": 77} until' in open_wait.inner_text()
     assert page.locator("ol.waits li").count() == 1
     shot(page, "task-waiting")
 

@@ -1,10 +1,13 @@
 """Durable waits in tasks: ctx.sleep() and ctx.wait_for_event() suspend the task without holding a
 worker, survive a worker's death, and resume it from the top with the waits already done."""
 
+import json
 import logging
-import re
 import os
+import re
 import signal
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -309,8 +312,8 @@ def test_the_task_page_and_lists_show_what_a_waiting_task_waits_for(alice_client
     page = alice_client.get(f"/tasks/{payer.id}/").content.decode()
     assert "task-waiting" in page
     assert (
-        "wait for <code>test:paid</code> matching <code>{&quot;order&quot;: 12}</code>, with no time limit"
-        in page
+        "wait for <code>test:paid</code> matching <code>{&quot;order&quot;: 12}</code>, "
+        "with no time limit" in page
     )
     assert "no worker is held" in page
 
@@ -325,3 +328,27 @@ def test_the_task_page_and_lists_show_what_a_waiting_task_waits_for(alice_client
     runs = alice_client.get("/").content.decode()
     assert "hold-event" in runs and "no set time" in runs
     assert f'id="task-{payer.id}"' in alice_client.get("/tasks/?status=waiting").content.decode()
+
+
+def test_the_embedded_default_on_sqlite_sleeps_durably(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="hotproject.settings",
+        HOT_DATA_DIR=str(tmp_path),
+        HOT_HANDLER_MODULES="tests.handlers,tests.task_handlers",
+    )
+    log = tmp_path / "log"
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.embedded_sleep", str(log)],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == {
+        "result": {"slept": 1},
+        "waits": [["#1", "woke"]],
+    }
+    assert lines(log) == ["charged", "shipped"]
