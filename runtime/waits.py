@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("hot.waits")
 BATCH = 500
+# At most this many matching events are read to pick the first; a match so loose that more match
+# takes the first of these (the wait is resolved by an event of its kind, if not the earliest).
+MATCHES_READ = 1000
 # The hold of a wait with no time limit: a run is claimable only with no available_at, so a
 # wait for an event with no timeout is held until a date that never comes (shown as "no set
 # time"); a matching event releases it.
@@ -219,7 +222,12 @@ def find_match(wait: TaskWait) -> uuid.UUID | None:
     if not wait.match:
         return events.values_list("id", flat=True).first()
     if connection.vendor == "postgresql":
-        return events.filter(data__contains=wait.match).values_list("id", flat=True).first()
+        # Unordered, so that PostgreSQL finds the few matching rows by event_data_gin instead of
+        # walking every event of the type in order (event_type_idx) until one matches: 60 ms a
+        # wait at 100,000 events since it began, against well under 1 ms.
+        found = events.filter(data__contains=wait.match).order_by().values_list("created_at", "id")
+        first = min(found[:MATCHES_READ], default=None)
+        return first[1] if first else None
     # SQLite (the embedded default) has no JSON containment: checked here, event by event.
     for event_id, data in events.values_list("id", "data").iterator():
         if contains(data, wait.match):
