@@ -23,6 +23,7 @@ from runtime.tasks import TaskHandle, cancel_task
 # The task page shows at most this many of the newest messages and checkpoints.
 MESSAGES_SHOWN = 500
 CHECKPOINTS_SHOWN = 100
+WAITS_SHOWN = 100
 
 
 @viewer_required
@@ -74,6 +75,7 @@ def task_context(request: HttpRequest, task: Task) -> dict:
     checkpoint_total = len(checkpoints)
     if checkpoint_total == CHECKPOINTS_SHOWN:
         checkpoint_total = task.checkpoints.count()
+    waits = list(task.waits.order_by("-id")[:WAITS_SHOWN])
     for n, checkpoint in enumerate(checkpoints):
         checkpoint.number = checkpoint_total - n  # the task's own count, not the table's id
     return {
@@ -85,6 +87,9 @@ def task_context(request: HttpRequest, task: Task) -> dict:
         "messages_list": messages_list,
         "message_total": message_total,
         "older_messages": message_total - len(messages_list),
+        # Newest first; the one the task is suspended in, if any, is open (at most one is).
+        "waits": waits,
+        "open_wait": next((w for w in waits if w.is_open), None) if not task.is_terminal else None,
         "can_operate": request.user.has_perm(OPERATE),
         "history": task.audit_entries.order_by("id"),
     }

@@ -63,6 +63,14 @@ class Cancelled(BaseException):
     """
 
 
+class Suspended(BaseException):
+    """The task is suspended in a durable wait; it resumes from the top when the wait ends.
+
+    A BaseException, like Cancelled: a task's broad `except Exception` must let it through.
+    Raised by ctx.sleep() and ctx.wait_for_event(), caught by the executor.
+    """
+
+
 def type_name(exc: BaseException) -> str:
     """`ValueError` for builtins, `module.Qualified` for everything else."""
     cls = type(exc)

@@ -37,6 +37,7 @@ from runtime.exceptions import (
     HandlerNotFound,
     OutcomeNotStored,
     PayloadError,
+    Suspended,
     TaskTimedOut,
     type_name,
 )
@@ -266,6 +267,8 @@ def _call(run: Run, ctx: RunContext) -> Outcome:
             trace=_document(tracer),
             task_status=TaskStatus.CANCELLED,
         )
+    except Suspended:  # a durable wait: runtime.waits has already re-queued the run, held
+        return Outcome(run, ctx, RunStatus.QUEUED, started, timezone.now())
     except TaskTimedOut:
         timed_out = TaskTimedOut(f"Task {run.task_id} ran past its timeout")
         return _failed(run, ctx, started, timed_out, False, _document(tracer))

@@ -30,7 +30,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from hotapp.conf import hot_settings
-from hotapp.models import TASK_TERMINAL_STATUSES, TERMINAL_STATUSES, Event, Run, Task
+from hotapp.models import TASK_TERMINAL_STATUSES, TERMINAL_STATUSES, Event, Run, Task, TaskWait
 from runtime import registry
 from runtime.db import with_db_retry
 
@@ -240,6 +240,13 @@ def _delete_orphan_events(event_ids: list) -> int:
     # and if it commits between this statement's snapshot and its end, the foreign key check
     # fails this batch rather than leave the run without its event.
     with connection.cursor() as cursor:
+        # A task's wait that matched one of them keeps its outcome, without the event (its
+        # SET NULL, which a raw DELETE does not apply). Rare: served by the FK's index.
+        cursor.execute(
+            f"UPDATE {TaskWait._meta.db_table} SET event_id = NULL "
+            f"WHERE event_id IN ({_in(event_ids)})",
+            event_ids,
+        )
         cursor.execute(
             f"""DELETE FROM hotapp_event WHERE id IN ({_in(event_ids)})
                 AND NOT EXISTS (SELECT 1 FROM hotapp_run r WHERE r.event_id = hotapp_event.id)""",

@@ -1,8 +1,9 @@
 """The scheduler loop (`hot scheduler`; a thread in `hot dev`): every second it fires schedule
-ticks and releases the held runs that are due (delayed events, durable sleeps); every
-HOT_SWEEP_INTERVAL_SECONDS it sweeps, and every HOT_PURGE_INTERVAL_SECONDS it purges by the
-retention policies (a bounded pass: runtime/retention.py). Several may run at once; the
-database keeps them from doing anything twice."""
+ticks, releases the held runs that are due (delayed events, durable sleeps) and the tasks whose
+awaited event came; every HOT_SWEEP_INTERVAL_SECONDS it sweeps, and every
+HOT_PURGE_INTERVAL_SECONDS it purges by the retention policies (a bounded pass:
+runtime/retention.py). Several may run at once; the database keeps them from doing anything
+twice."""
 
 import logging
 import threading
@@ -11,7 +12,7 @@ import time
 from django.db import close_old_connections
 
 from hotapp.conf import hot_settings
-from runtime import holds, retention, schedules, sweeper
+from runtime import holds, retention, schedules, sweeper, waits
 
 logger = logging.getLogger("hot.scheduler")
 TICK_SECONDS = 1.0
@@ -28,6 +29,7 @@ def run_forever(stop: threading.Event, sweep_interval: float | None = None) -> N
                 synced = True
             schedules.fire_due()
             holds.release_due()
+            waits.resolve_events()
             if time.monotonic() >= next_sweep:
                 sweeper.sweep()
                 next_sweep = time.monotonic() + sweep_interval

@@ -142,7 +142,7 @@ def force_task_timeouts(now: datetime) -> int:
     checkpoint, receive or traced call), HOT_CANCEL_GRACE_SECONDS after it."""
     cutoff = now - timedelta(seconds=hot_settings()["CANCEL_GRACE_SECONDS"])
     overdue = list(
-        Task.objects.filter(status=TaskStatus.RUNNING, deadline_at__lt=cutoff).values_list(
+        Task.objects.filter(status__in=tasks.UNDERWAY_STATUSES, deadline_at__lt=cutoff).values_list(
             "id", flat=True
         )[:BATCH]
     )

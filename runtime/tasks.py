@@ -24,7 +24,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -44,15 +44,17 @@ from hotapp.models import (
     TaskStatus,
     Trigger,
 )
-from runtime import audit, dispatch, registry
+from runtime import audit, dispatch, registry, waits
 from runtime.audit import Actor
-from runtime.context import RunContext, current_run
+from runtime.context import Event, RunContext, current_run
 from runtime.exceptions import HandlerNotFound, TaskFailed, TaskNotFound
 from runtime.live import runs_changed
 from runtime.payloads import check_json
 from runtime.retry_policy import Retry, as_policy
 
 ACTIVE_RUN_STATUSES = [RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.PENDING_RETRY]
+# Tasks the sweeper times out past their deadline: a task's timeout counts its waits.
+UNDERWAY_STATUSES = [TaskStatus.RUNNING, TaskStatus.WAITING]
 
 
 def task(
@@ -157,13 +159,55 @@ def _touch(task_id: uuid.UUID, **fields: Any) -> int:
 class TaskContext:
     """What a task function gets: its input, checkpoints and messages."""
 
-    def __init__(self, run: Run, ctx: RunContext) -> None:
+    def __init__(self, run: Run, ctx: RunContext, deadline_at: datetime | None = None) -> None:
         assert run.task_id is not None
         self.task_id: uuid.UUID = run.task_id
         self.input = run.input
         self.attempt = run.attempt
         self._run_id = run.id
         self._ctx = ctx
+        # For durable waits (runtime.waits): whose claim this attempt runs under, the task's
+        # deadline, and how many wait calls this execution has made.
+        self.claim_token = run.claimed_by
+        self.deadline_at = deadline_at
+        self._wait_calls = 0
+
+    @property
+    def run_id(self) -> uuid.UUID:
+        return self._run_id
+
+    @property
+    def run_context(self) -> RunContext:
+        return self._ctx
+
+    def sleep(self, seconds: float | timedelta, *, key: str | None = None) -> None:
+        """Sleep durably: the task is suspended, holding no worker, and runs again from the top
+        after `seconds`, this call then returning at once. See runtime.waits for the replay
+        rule; `key` names the wait instead of its order among this run's wait calls."""
+        waits.sleep(self, seconds, key)
+
+    def wait_for_event(
+        self,
+        event_type: str,
+        *,
+        match: dict | None = None,
+        timeout: float | timedelta | None = None,
+        key: str | None = None,
+    ) -> Event | None:
+        """Wait durably for the first event of `event_type` whose data contains `match`, sent
+        after this wait began; returns it (an Event: id, type, data), or None once `timeout`
+        seconds have passed. Suspended meanwhile like sleep()."""
+        return waits.wait_for_event(self, event_type, match, timeout, key)
+
+    def next_wait_key(self, key: str | None) -> str:
+        if key is None:
+            self._wait_calls += 1
+            return f"#{self._wait_calls}"
+        if not isinstance(key, str) or not key or key.startswith("#") or len(key) > 200:
+            raise ValueError(
+                f"A wait's key is a string of 1-200 characters not starting with #: {key!r}"
+            )
+        return key
 
     def check_cancelled(self) -> None:
         """Raise Cancelled or TaskTimedOut if the task was cancelled or ran out of time."""
@@ -176,6 +220,14 @@ class TaskContext:
         with transaction.atomic():
             TaskCheckpoint.objects.create(task_id=self.task_id, run_id=self._run_id, state=state)
             _touch(self.task_id)
+            # What was sent before a checkpoint is committed with it: a resumed attempt skips
+            # that code, so it must not wait for the task's success (and may be lost with it).
+            if (
+                self._ctx.outbox or self._ctx.on_success
+            ) and Run.objects.select_for_update().filter(
+                id=self._run_id, status=RunStatus.RUNNING, claimed_by=self.claim_token
+            ).exists():
+                waits.flush_outbox(self)
 
     def restore(self) -> Any:
         """The newest checkpoint's state, or None if there is none."""
@@ -236,6 +288,11 @@ def begin_attempt(run: Run, ctx: RunContext) -> TaskContext:
         deadline = now + timedelta(seconds=task.timeout_seconds) if task.timeout_seconds else None
         if _touch(task.id, status=TaskStatus.RUNNING, started_at=now, deadline_at=deadline):
             task.deadline_at = deadline
+    elif task.status == TaskStatus.WAITING:  # resumed from a durable wait
+        Task.objects.filter(id=task.id, status=TaskStatus.WAITING).update(
+            status=TaskStatus.RUNNING, updated_at=now
+        )
+        runs_changed()
     if task.deadline_at is not None:
         ctx.deadline = time.monotonic() + (task.deadline_at - now).total_seconds()
     if task.cancel_requested_at is not None:
@@ -247,14 +304,18 @@ def begin_attempt(run: Run, ctx: RunContext) -> TaskContext:
     if newest is not None:
         taken = taken.filter(consumed_at__gt=newest)
     taken.update(consumed_at=None, consumed_by=None)
-    return TaskContext(run, ctx)
+    return TaskContext(run, ctx, task.deadline_at)
 
 
 def record_outcome(task_id: uuid.UUID, status: str, **fields: Any) -> None:
     """Called inside the transaction that ends a task's run (executor, sweeper)."""
-    Task.objects.filter(id=task_id).exclude(status__in=TASK_TERMINAL_STATUSES).update(
-        status=status, finished_at=timezone.now(), updated_at=timezone.now(), **fields
-    )
+    now = timezone.now()
+    if (
+        Task.objects.filter(id=task_id)
+        .exclude(status__in=TASK_TERMINAL_STATUSES)
+        .update(status=status, finished_at=now, updated_at=now, **fields)
+    ):
+        waits.abandon(task_id, now)
 
 
 class TaskHandle:

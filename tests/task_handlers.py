@@ -4,7 +4,7 @@ import threading
 import time
 from pathlib import Path
 
-from runtime import Retry, current_run, on_schedule, start, task
+from runtime import Retry, current_run, on_event, on_schedule, send, start, task
 
 
 def process(item: int) -> int:
@@ -151,3 +151,69 @@ def a_task_with_a_long_name(ctx):
 )
 def a_schedule_with_a_long_name(tick):
     return "refreshed"
+
+
+# Durable waits (tests/test_waits.py).
+
+
+def note(ctx, line: str) -> None:
+    with Path(ctx.input["log"]).open("a") as f:
+        f.write(f"{line}\n")
+
+
+@task
+def charges_sleeps_then_ships(ctx):
+    """Charges once (guarded by a checkpoint), sleeps durably, then ships."""
+    if ctx.restore() is None:
+        note(ctx, "charged")
+        ctx.checkpoint({"charged": True})
+    ctx.sleep(ctx.input["seconds"])
+    note(ctx, "shipped")
+    return {"slept": ctx.input["seconds"]}
+
+
+@task
+def waits_for_payment(ctx):
+    """Waits for test:paid about its order; returns the event's data, or None on timeout."""
+    event = ctx.wait_for_event(
+        "test:paid", match={"order": ctx.input["order"]}, timeout=ctx.input.get("timeout")
+    )
+    return None if event is None else {"data": event.data, "type": event.type}
+
+
+@task
+def asks_and_waits_for_the_answer(ctx):
+    """Sends a question, which a handler answers with test:answer, and waits for the answer."""
+    if ctx.restore() is None:
+        send("test:question", {"task": str(ctx.task_id)})
+        ctx.checkpoint({"asked": True})
+    answer = ctx.wait_for_event("test:answer", match={"task": str(ctx.task_id)}, timeout=600)
+    return answer.data if answer else None
+
+
+@on_event("test:question")
+def answers_questions(event):
+    send("test:answer", {"task": event.data["task"], "answer": 42})
+
+
+@task
+def polls_three_rounds(ctx):
+    """A loop that resumes at its round: its waits are named by key, not by their order."""
+    state = ctx.restore() or {"round": 0}
+    for n in range(state["round"], 3):
+        note(ctx, f"round {n}")
+        ctx.checkpoint({"round": n + 1})
+        ctx.sleep(30, key=f"after round {n}")
+    return "polled"
+
+
+@task(timeout=60)
+def sleeps_past_its_timeout(ctx):
+    ctx.sleep(3600)
+    return "woke"
+
+
+@task
+def sleeps_zero(ctx):
+    ctx.sleep(0)
+    return "did not stop"

@@ -25,6 +25,9 @@ from hotapp.models.tasks import (
     TaskCheckpoint,
     TaskMessage,
     TaskStatus,
+    TaskWait,
+    WaitKind,
+    WaitOutcome,
 )
 
 __all__ = [
@@ -48,7 +51,10 @@ __all__ = [
     "TaskCheckpoint",
     "TaskMessage",
     "TaskStatus",
+    "TaskWait",
     "Trigger",
     "Via",
+    "WaitKind",
+    "WaitOutcome",
     "WaitReason",
 ]

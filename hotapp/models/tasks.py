@@ -12,6 +12,7 @@ from hotapp.querysets import TaskQuerySet
 class TaskStatus(models.TextChoices):
     QUEUED = "queued"  #: started, waiting for a worker
     RUNNING = "running"  #: an attempt is running, or a retry is due
+    WAITING = "waiting"  #: suspended in ctx.sleep() or ctx.wait_for_event(); no worker holds it
     COMPLETED = "completed"  #: the function returned; its result is stored
     FAILED = "failed"  #: the function raised and no retry is left
     TIMED_OUT = "timed_out"  #: it ran past its timeout
@@ -64,9 +65,12 @@ class Task(models.Model):
             models.Index(fields=["name", "created_at", "id"], name="task_name_idx"),
             # Live updates of the tasks list: tasks changed since a page's cursor.
             models.Index(fields=["updated_at"], name="task_updated_idx"),
-            # Sweeper: running tasks past their deadline.
+            # Sweeper: running or waiting tasks past their deadline (a task's timeout counts the
+            # time it spends in durable waits).
             models.Index(
-                fields=["deadline_at"], condition=Q(status="running"), name="task_deadline_idx"
+                fields=["deadline_at"],
+                condition=Q(status__in=["running", "waiting"]),
+                name="task_deadline_idx",
             ),
             # The sweeper's settle_orphans looks for unfinished tasks every pass:
             # WHERE NOT (status IN <terminal statuses>). Only those rows are in the index, few
@@ -141,3 +145,64 @@ class TaskMessage(models.Model):
             # The task page: its newest messages in and out (read backwards), shown in order.
             models.Index(fields=["task", "id"], name="message_task_idx"),
         ]
+
+
+class WaitKind(models.TextChoices):
+    SLEEP = "sleep"  #: ctx.sleep(seconds)
+    EVENT = "event"  #: ctx.wait_for_event(type, match=..., timeout=...)
+
+
+class WaitOutcome(models.TextChoices):
+    WOKE = "woke"  #: a sleep's time came
+    MATCHED = "matched"  #: a matching event came (event_id)
+    TIMED_OUT = "timed_out"  #: wait_for_event's timeout passed with no matching event
+    ABANDONED = "abandoned"  #: the task ended (cancelled, timed out, failed) while it waited
+
+
+class TaskWait(models.Model):
+    """One durable wait of a task (runtime/waits.py). A task's function runs again from the top
+    each time it resumes; its n-th wait call finds the n-th row here (`key` "#n", or the key the
+    code gave) and, once resolved, returns at once with what it resolved to."""
+
+    id = models.BigAutoField(primary_key=True)
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="waits")
+    # "#1", "#2", … by the order of the wait calls, or a key the task's code chose.
+    key = models.CharField(max_length=200)
+    kind = models.CharField(max_length=8, choices=WaitKind.choices)
+    # The attempt (run) that began the wait.
+    run = models.ForeignKey(Run, null=True, on_delete=models.SET_NULL, related_name="+")
+    # A sleep: when it ends. An event wait: its timeout (null: none).
+    until = models.DateTimeField(null=True, blank=True)
+    event_type = models.CharField(max_length=200, blank=True, default="")
+    # The event's data must contain this (JSON containment, like PostgreSQL's @>).
+    match = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Set once, by one conditional UPDATE (… WHERE resolved_at IS NULL): whoever sets it decides
+    # the outcome, so a matching event and a timeout arriving together cannot both win.
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=12, choices=WaitOutcome.choices, blank=True, default="")
+    event = models.ForeignKey(
+        "Event", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        # Django also indexes the foreign keys task_id (task_wait_key_unique serves its queries),
+        # run_id and event_id (SET NULL when the run or event is deleted).
+        constraints = [
+            # A replayed wait call finds its row: WHERE task_id = %s AND key = %s.
+            models.UniqueConstraint(fields=["task", "key"], name="task_wait_key_unique"),
+        ]
+        indexes = [
+            # The scheduler's matcher, every second: open event waits, oldest first
+            # (WHERE kind = 'event' AND resolved_at IS NULL ORDER BY created_at). Only open
+            # waits are in it, few however many have ended.
+            models.Index(
+                fields=["created_at"],
+                condition=Q(kind="event", resolved_at__isnull=True),
+                name="task_wait_open_event_idx",
+            ),
+        ]
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None

@@ -123,8 +123,14 @@ HOLD_LABELS = {
     "rate_limit": ("waiting: rate limit", "Its handler's rate limit is spent until {until}"),
     "debounce": ("debouncing", "A later event for its key may replace it until {until}"),
     "sleep": ("sleeping", "The task sleeps durably until {until}"),
-    "event": ("waiting for event", "The task waits for an event (at most until {until})"),
+    "event": ("waiting for event", "The task waits for an event (timeout: {until})"),
 }
+
+
+def has_set_time(run) -> bool:
+    """A task waiting for an event with no timeout is held until 9999-12-31 (runtime.waits
+    FOREVER): no time to show (and none a time zone east of UTC could represent)."""
+    return run.available_at is not None and run.available_at.year < 9999
 
 
 @register.filter
@@ -134,7 +140,7 @@ def hold_badge(run) -> str:
     if run.status != "queued" or not run.wait_reason:
         return ""
     label, title = HOLD_LABELS.get(run.wait_reason, (run.wait_reason, "{until}"))
-    until = when(run.available_at, "precise text") if run.available_at else "no set time"
+    until = when(run.available_at, "precise text") if has_set_time(run) else "no set time"
     return format_html(
         '<span class="badge muted hold hold-{}" title="{}">{}</span>{}',
         run.wait_reason,
@@ -158,5 +164,23 @@ def hold_reason(run) -> str:
     if run.status != "queued" or not run.wait_reason:
         return ""
     _, sentence = HOLD_LABELS.get(run.wait_reason, (run.wait_reason, "{until}"))
-    until = when(run.available_at) if run.available_at else "no set time"
+    until = when(run.available_at) if has_set_time(run) else "no set time"
     return format_html(sentence.replace("{until}", "{}") + ".", until)
+
+
+@register.filter
+def wait_summary(wait) -> str:
+    """What a task's durable wait is (task page): "sleeping until …", "waiting for order:paid
+    matching {…} until …", or how it ended."""
+    if wait.kind == "sleep":
+        text = format_html("sleep until {}", when(wait.until))
+    else:
+        text = format_html("wait for <code>{}</code>", wait.event_type)
+        if wait.match:
+            text = format_html("{} matching <code>{}</code>", text, compact_json(wait.match))
+        text = (
+            format_html("{} until {}", text, when(wait.until))
+            if wait.until
+            else format_html("{}, with no time limit", text)
+        )
+    return text
