@@ -49,6 +49,15 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_MAX_ATTEMPTS": 10,
     "RETRY_MAX_DELAY_MS": 3_600_000,
     "RETRY_MIN_DELAY_MS": 100,
+    # A shared secret Prometheus sends as `Authorization: Bearer <it>` to scrape /metrics
+    # without a user; None: only API tokens and sessions with hotapp.view_run (hotapp/metrics.py).
+    "METRICS_TOKEN": None,
+    # How long after its finish an attempt's outcome may commit and still be counted by
+    # /metrics; the counters and histograms lag by this much (hotapp/metrics.py).
+    "METRICS_SETTLE_SECONDS": 10.0,
+    # Export each finished run's trace as OpenTelemetry spans (needs the [otel] extra; the
+    # exporter is configured by the standard OTEL_* environment variables; runtime/otel.py).
+    "OTEL_EXPORT": False,
 }
 
 
