@@ -27,7 +27,8 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Min, Q
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, Sum, Value
+from django.db.models.lookups import LessThanOrEqual
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from prometheus_client.core import (
@@ -56,29 +57,45 @@ QUEUES = ("event", "task")  # the event queue (hot.drain) and the task queue (TA
 
 
 class Histogram:
-    """Cumulative bucket counts and a sum, as Prometheus histograms are exposed."""
+    """Cumulative bucket counts (le each bound, then +Inf), their sum, as Prometheus exposes."""
 
     def __init__(self) -> None:
-        self.counts = [0] * (len(BUCKETS) + 1)  # the last one: +Inf
+        self.cumulative = [0] * (len(BUCKETS) + 1)
         self.total = 0.0
 
-    def observe(self, seconds: float) -> None:
-        seconds = max(seconds, 0.0)  # clocks of two machines may disagree a little
-        for index, bound in enumerate(BUCKETS):
-            if seconds <= bound:
-                self.counts[index] += 1
-                break
-        else:
-            self.counts[-1] += 1
-        self.total += seconds
+    def add(self, at_most: list[int], count: int, total: float) -> None:
+        """Add `count` observations summing to `total`, `at_most[i]` of them <= BUCKETS[i]."""
+        for index, value in enumerate([*at_most, count]):
+            self.cumulative[index] += value
+        self.total += total
 
     def buckets(self) -> list[tuple[str, int]]:
-        running, out = 0, []
         bounds = [*map(floatToGoString, BUCKETS), "+Inf"]  # "5.0", as prometheus_client's own
-        for bound, count in zip(bounds, self.counts, strict=True):
-            running += count
-            out.append((bound, running))
-        return out
+        return list(zip(bounds, self.cumulative, strict=True))
+
+
+def _seconds(value: Any) -> float:
+    """A summed duration: a timedelta, or None for no rows."""
+    return value.total_seconds() if value is not None else 0.0
+
+
+def _window_aggregates() -> dict[str, Any]:
+    """Per (function, status): counts, and each histogram's buckets and sum, computed by the
+    database (a window may hold tens of thousands of attempts; Python would take ~20 µs each)."""
+    duration = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
+    wait = ExpressionWrapper(F("started_at") - F("created_at"), output_field=DurationField())
+    aggregates: dict[str, Any] = {
+        "count": Count("id"),
+        "retried": Count("id", filter=Q(attempt__gt=1)),
+        "started": Count("started_at"),
+        "duration_sum": Sum(duration),
+        "wait_sum": Sum(wait),
+    }
+    for index, bound in enumerate(BUCKETS):
+        limit = Value(timedelta(seconds=bound), output_field=DurationField())
+        aggregates[f"duration_{index}"] = Count("id", filter=LessThanOrEqual(duration, limit))
+        aggregates[f"wait_{index}"] = Count("id", filter=LessThanOrEqual(wait, limit))
+    return aggregates
 
 
 class RunCollector(Collector):
@@ -112,7 +129,7 @@ class RunCollector(Collector):
         if self.since is None or end <= self.since:
             self.since = end if self.since is None else self.since
             return 0
-        rows = (
+        groups = (
             Run.objects.filter(
                 # run_updated_idx bounds the read: a finish stamps updated_at >= finished_at.
                 updated_at__gt=self.since,
@@ -120,18 +137,22 @@ class RunCollector(Collector):
                 finished_at__lte=end,
                 status__in=FINISHED_STATUSES,
             )
+            .values("function", "status")
+            .annotate(**_window_aggregates())
             .order_by()
-            .values_list("function", "status", "attempt", "created_at", "started_at", "finished_at")
         )
         count = 0
-        for function, status, attempt, created_at, started_at, finished_at in rows:
-            count += 1
-            self.finished[function, status] += 1
-            if attempt > 1:
-                self.retried[function, status] += 1
-            if started_at is not None:
-                self.duration[function].observe((finished_at - started_at).total_seconds())
-                self.wait[function].observe((started_at - created_at).total_seconds())
+        for group in groups:
+            function, status = group["function"], group["status"]
+            count += group["count"]
+            self.finished[function, status] += group["count"]
+            if group["retried"]:
+                self.retried[function, status] += group["retried"]
+            if group["started"]:  # a run cancelled while queued never started: no timing
+                for name, histograms in (("duration", self.duration), ("wait", self.wait)):
+                    at_most = [group[f"{name}_{i}"] for i in range(len(BUCKETS))]
+                    total = _seconds(group[f"{name}_sum"])
+                    histograms[function].add(at_most, group["started"], total)
         self.since = end
         return count
 
