@@ -6,7 +6,8 @@
    and traces, spread over the last 30 days, into the scratch database `hot_bench_dashboard`
    (BENCH_DASHBOARD_DATABASE_URL). Rows are generated in SQL; --reuse measures a loaded database
    again (its newest rows then age: the overview's last hour empties).
-2. Times each dashboard request through django.test.Client (DEBUG off, logged in as a
+2. Times each dashboard request, and /metrics (steady, and with an hour's and a day's finished
+   attempts in its window), through django.test.Client (DEBUG off, logged in as a
    superuser): 3 warm-up calls, then 30 timed; prints p50 and p95, marking p95 over 100 ms.
 3. For each slow request: the SQL it runs and EXPLAIN (ANALYZE, BUFFERS) of its slowest statement.
 Prints plain lines; asserts nothing.
@@ -385,6 +386,8 @@ def requests(client: Client, now: datetime) -> list[tuple[str, str, dict]]:
         ("overview", "/overview/", {}),
         ("tasks list", "/tasks/", {}),
         ("schedules", "/schedules/", {}),
+        # Steady state: each scrape counts the attempts finished since the one before.
+        ("metrics", "/metrics", {}),
     ]
 
 
@@ -405,6 +408,31 @@ def measure(client: Client, url: str, headers: dict) -> tuple[list[float], int, 
 
 def p95(samples: list[float]) -> float:
     return sorted(samples)[-(-len(samples) * 95 // 100) - 1]  # nearest rank: 29th of 30
+
+
+def measure_metrics_window(client: Client, now: datetime, hours: float) -> None:
+    """/metrics when its window holds `hours` of finished attempts (a first scrape long after
+    the last, or Prometheus down for a while): the window is re-opened before each call."""
+    from django.utils import timezone
+
+    from hotapp import metrics
+
+    since = now - timedelta(hours=hours)
+    metrics.collector.since = since
+    client.get("/metrics")  # warm-up
+    samples = []
+    for _ in range(TIMED):
+        metrics.collector.since = since
+        start = time.perf_counter()
+        client.get("/metrics")
+        samples.append((time.perf_counter() - start) * 1000)
+    metrics.collector.since = since
+    counted = metrics.collector.count_finished(timezone.now())
+    label = f"metrics, a {hours:g} h window ({counted} attempts)"
+    print(
+        f"{label:<42} p50 {statistics.median(samples):7.1f} ms  p95 {p95(samples):7.1f} ms",
+        flush=True,
+    )
 
 
 def explain_slow(client: Client, label: str, url: str, headers: dict) -> None:
@@ -455,6 +483,8 @@ def main() -> None:
         )
         if high > SLOW_MS:
             slow.append((label, url, headers))
+    for hours in (1, 24):
+        measure_metrics_window(client, timezone.now(), hours)
     for label, url, headers in slow:
         explain_slow(client, label, url, headers)
 

@@ -78,6 +78,15 @@ DEFAULTS: dict[str, Any] = {
         "cvc",
         "ssn",
     ],
+    # A shared secret Prometheus sends as `Authorization: Bearer <it>` to scrape /metrics
+    # without a user; None: only API tokens and sessions with hotapp.view_run (hotapp/metrics.py).
+    "METRICS_TOKEN": None,
+    # How long after its finish an attempt's outcome may commit and still be counted by
+    # /metrics; the counters and histograms lag by this much (hotapp/metrics.py).
+    "METRICS_SETTLE_SECONDS": 10.0,
+    # Export each finished run's trace as OpenTelemetry spans (needs the [otel] extra; the
+    # exporter is configured by the standard OTEL_* environment variables; runtime/otel.py).
+    "OTEL_EXPORT": False,
 }
 
 

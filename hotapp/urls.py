@@ -3,7 +3,7 @@ in the namespace `hot`: `path("hot/", include("hotapp.urls"))`."""
 
 from django.urls import path, re_path
 
-from hotapp import api, bulk_views, task_views, token_views, views
+from hotapp import api, bulk_views, metrics, task_views, token_views, views
 
 app_name = "hot"
 
@@ -40,6 +40,8 @@ urlpatterns = [
     # Last of the API: any other api/ URL is a JSON 404 (hotapp.auth.is_api_request knows the
     # API by its names, api-*).
     re_path(r"^api/", api.not_found, name="api-not-found"),
+    # Prometheus's default metrics_path when Hot is mounted at the root; no trailing slash.
+    path("metrics", metrics.metrics, name="metrics"),
     path("tokens/", token_views.token_list, name="token-list"),
     path("tokens/<int:token_id>/revoke/", token_views.revoke, name="token-revoke"),
 ]

@@ -177,6 +177,11 @@ HOT = {
     ),
     # A comma-separated list replaces the default list; unset keeps it.
     "MASK_KEYS": env_list("HOT_MASK_KEYS") or HOT_DEFAULTS["MASK_KEYS"],
+    "METRICS_TOKEN": env_str("HOT_METRICS_TOKEN") or None,
+    "METRICS_SETTLE_SECONDS": env_float(
+        "HOT_METRICS_SETTLE_SECONDS", HOT_DEFAULTS["METRICS_SETTLE_SECONDS"], minimum=0
+    ),
+    "OTEL_EXPORT": env_bool("HOT_OTEL_EXPORT", HOT_DEFAULTS["OTEL_EXPORT"]),
 }
 
 LOGGING = {

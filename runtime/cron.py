@@ -1,39 +1,51 @@
 """Cron expressions: parse a schedule and compute when it fires, in UTC.
 
+The cron syntax itself is cronsim's (the maintained parser and evaluator of healthchecks.io):
 - 5 fields `minute hour day-of-month month day-of-week` (fires at second 0), or 6 fields with
   seconds first. Each field takes `*`, `n`, `a-b`, `*/n`, `a-b/n`, `a/n` and comma lists of these;
-  month names JAN-DEC and day names SUN-SAT (any case); day of week 0-7, both 0 and 7 are Sunday.
-- Macros `@yearly`/`@annually`, `@monthly`, `@weekly`, `@daily`/`@midnight`, `@hourly`.
-- `every N seconds|minutes|hours|days` (or `every minute` ...), firing on multiples of the
-  interval counted from the Unix epoch.
+  month names JAN-DEC and day names SUN-SAT (any case); day of week 0-7, both 0 and 7 are Sunday;
+  also cronsim's `L` (last day of month), `LW`, `5L` (last Friday) and `5#2` (second Friday).
+  When both day fields are restricted, a day matches if either does (Vixie/Debian cron).
 
-Standard library only: this runs in schedulers that must not need Django or a third-party parser.
+What stays ours, on top:
+- Macros `@yearly`/`@annually`, `@monthly`, `@weekly`, `@daily`/`@midnight`, `@hourly`,
+  expanded to their 5-field forms (cronsim takes fields only).
+- `every N seconds|minutes|hours|days` (or `every minute` ...), firing on multiples of the
+  interval counted from the Unix epoch: arithmetic, not cron.
+- Error messages that name the expression and the field, `describe()` in English, and the
+  walk back from a time (`between`, `at_or_before`) the scheduler uses after downtime.
 """
 
-import calendar
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+
+from cronsim import CronSim, CronSimError
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MONTH_NAMES: tuple[str, ...] = ("January", "February", "March", "April", "May", "June", "July")
 _MONTH_NAMES += ("August", "September", "October", "November", "December")
 _DAY_NAMES = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 _WEEK_ORDER = (1, 2, 3, 4, 5, 6, 0)  # Monday first, so "Monday to Friday" reads as a range
-_MAX_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # Feb 29 exists in leap years
 
-# (attribute, label in messages, lowest, highest accepted, highest reached by `*` and `a/n`,
-# names). Day of week accepts 7 as Sunday, but `*` and `a/n` stop at 6 so Sunday is not doubled.
-_FIELDS: tuple[tuple[str, str, int, int, int, dict[str, int]], ...] = (
-    ("second", "second", 0, 59, 59, {}),
-    ("minute", "minute", 0, 59, 59, {}),
-    ("hour", "hour", 0, 23, 23, {}),
-    ("day_of_month", "day-of-month", 1, 31, 31, {}),
-    ("month", "month", 1, 12, 12, {n[:3].upper(): i for i, n in enumerate(_MONTH_NAMES, 1)}),
-    ("day_of_week", "day-of-week", 0, 7, 6, {n[:3].upper(): i for i, n in enumerate(_DAY_NAMES)}),
+# The six fields in cronsim's order, with what each accepts (for error messages), and the set
+# `*` means (day of week: 0-6, Sunday once).
+_FIELDS = (
+    ("second", "0-59"),
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day-of-month", "1-31, L or LW"),
+    ("month", "1-12 or JAN-DEC"),
+    ("day-of-week", "0-7 or SUN-SAT, 0 and 7 both Sunday"),
 )
-_ALL = {attr: frozenset(range(lo, top + 1)) for attr, _, lo, _, top, _ in _FIELDS}
+_ALL = {
+    "second": frozenset(range(60)),
+    "minute": frozenset(range(60)),
+    "hour": frozenset(range(24)),
+    "day_of_month": frozenset(range(1, 32)),
+    "month": frozenset(range(1, 13)),
+    "day_of_week": frozenset(range(7)),
+}
 
 _MACROS = {
     **dict.fromkeys(("@yearly", "@annually"), "0 0 1 1 *"),
@@ -46,13 +58,6 @@ _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _INTERVAL = re.compile(r"every(?:\s+(\S+))?\s+(second|minute|hour|day)(s?)", re.IGNORECASE)
 _NUMBER = re.compile(r"[0-9]+")  # ASCII digits only; str.isdigit() also accepts "²" and "５"
 
-# Each clock unit, and how far to skip when no later value of it is allowed (a carry).
-_CLOCK = (
-    ("hour", timedelta(days=1)),
-    ("minute", timedelta(hours=1)),
-    ("second", timedelta(minutes=1)),
-)
-
 
 class CronError(ValueError):
     """The schedule expression is malformed."""
@@ -62,10 +67,12 @@ class CronError(ValueError):
 class Cron:
     """A parsed schedule; build one with `parse()`.
 
-    The field sets hold the allowed values (day of week: 0 = Sunday ... 6 = Saturday).
+    The field sets hold the allowed values (day of week: 0 = Sunday ... 6 = Saturday), for
+    describe() and for reading; cronsim computes the fire times from `fields`, the 6-field text.
     `days_either` is Vixie cron's rule: when both day fields are restricted, a day matches if
-    either does. Interval forms (`every 7 minutes`) set `interval` in seconds and leave the field
-    sets empty, since they are computed arithmetically from the epoch.
+    either does. `is_special`: a day field uses L, LW, nL or n#k, which the sets do not hold.
+    Interval forms (`every 7 minutes`) set `interval` in seconds and leave the field sets empty,
+    since they are computed arithmetically from the epoch.
     """
 
     expression: str
@@ -77,56 +84,50 @@ class Cron:
     day_of_week: frozenset[int] = frozenset()
     days_either: bool = False
     interval: int | None = None
+    is_special: bool = False
+    fields: str = field(default="", repr=False)
 
     def next_after(self, when: datetime) -> datetime:
         """The first fire time strictly after `when` (timezone-aware), in UTC."""
         start = _utc(when)
-        try:
-            if self.interval is not None:
-                # Floor division: a time a fraction of a second past a tick counts as after it.
-                elapsed = (start - _EPOCH) // timedelta(seconds=1)
-                ticks = elapsed // self.interval + 1
+        if self.interval is not None:
+            # Floor division: a time a fraction of a second past a tick counts as after it.
+            elapsed = (start - _EPOCH) // timedelta(seconds=1)
+            ticks = elapsed // self.interval + 1
+            try:
                 return _EPOCH + timedelta(seconds=ticks * self.interval)
-            return self._search(start.replace(microsecond=0) + timedelta(seconds=1))
-        except CronError:
-            raise
-        except (OverflowError, ValueError) as error:  # ran past datetime.max (year 9999)
-            problem = f"no fire time after {when.isoformat()} before year 10000"
-            raise CronError(f"{self.expression!r}: {problem}") from error
+            except OverflowError as error:
+                raise self._beyond("after", when, "before year 10000") from error
+        return self._first(start, reverse=False)
 
-    def _search(self, t: datetime) -> datetime:
-        # The Gregorian calendar repeats every 400 years, so a schedule with no fire time in
-        # that span never fires. parse() rejects the impossible dates, so this is a safety net.
-        give_up = t.year + 400
-        while t.year <= give_up:
-            if t.month not in self.month:
-                later = [m for m in self.month if m > t.month]
-                year, month = (t.year, min(later)) if later else (t.year + 1, min(self.month))
-                t = datetime(year, month, 1, tzinfo=UTC)
-                continue
-            if not self._day_matches(t):
-                t = (t + timedelta(days=1)).replace(hour=0, minute=0, second=0)
-                continue
-            for index, (unit, carry) in enumerate(_CLOCK):
-                allowed: frozenset[int] = getattr(self, unit)
-                current = getattr(t, unit)
-                if current in allowed:
-                    continue
-                # Jump to the next allowed value, or carry into the next day/hour/minute;
-                # either way the units below restart from zero.
-                lower = {below: 0 for below, _ in _CLOCK[index + 1 :]}
-                later = [v for v in allowed if v > current]
-                fields: dict[str, Any] = {unit: min(later or allowed), **lower}
-                t = (t if later else t + carry).replace(**fields)
-                break
-            else:
-                return t
-        raise CronError(f"{self.expression!r}: never fires")
+    def at_or_before(self, when: datetime) -> datetime:
+        """The last fire time at or before `when` (timezone-aware), in UTC."""
+        end = _utc(when).replace(microsecond=0)  # ticks fall on whole seconds
+        if self.interval is not None:
+            elapsed = (end - _EPOCH) // timedelta(seconds=1)
+            return _EPOCH + timedelta(seconds=elapsed // self.interval * self.interval)
+        try:
+            # cronsim's reverse iteration starts strictly before its time: one second later
+            # makes `end` itself a candidate.
+            after_end = end + timedelta(seconds=1)
+        except OverflowError:
+            after_end = end
+        return self._first(after_end, reverse=True)
 
-    def _day_matches(self, t: datetime) -> bool:
-        on_day = t.day in self.day_of_month
-        on_weekday = t.isoweekday() % 7 in self.day_of_week
-        return (on_day or on_weekday) if self.days_either else (on_day and on_weekday)
+    def _first(self, start: datetime, reverse: bool) -> datetime:
+        try:
+            return next(CronSim(self.fields, start, reverse=reverse))
+        except StopIteration:
+            # cronsim gives up after 50 years without a tick; parse() rejects the dates that
+            # never exist, so only an n#k or nL day so rare can get here.
+            raise CronError(f"{self.expression!r}: never fires (none within 50 years)") from None
+        except (OverflowError, ValueError) as error:  # ran past datetime.max or .min
+            if reverse:
+                raise self._beyond("before", start, "after year 1") from error
+            raise self._beyond("after", start, "before year 10000") from error
+
+    def _beyond(self, side: str, when: datetime, limit: str) -> CronError:
+        return CronError(f"{self.expression!r}: no fire time {side} {when.isoformat()} {limit}")
 
     def fire_times(self, after: datetime, count: int) -> list[datetime]:
         """The next `count` fire times strictly after `after`, oldest first."""
@@ -158,61 +159,14 @@ class Cron:
             t = self.at_or_before(t - timedelta(seconds=1))
         return times[::-1]
 
-    def at_or_before(self, when: datetime) -> datetime:
-        """The last fire time at or before `when` (timezone-aware), in UTC."""
-        end = _utc(when).replace(microsecond=0)  # ticks fall on whole seconds
-        try:
-            if self.interval is not None:
-                elapsed = (end - _EPOCH) // timedelta(seconds=1)
-                return _EPOCH + timedelta(seconds=elapsed // self.interval * self.interval)
-            return self._search_back(end)
-        except CronError:
-            raise
-        except (OverflowError, ValueError) as error:  # ran before datetime.min (year 1)
-            problem = f"no fire time before {when.isoformat()} after year 1"
-            raise CronError(f"{self.expression!r}: {problem}") from error
-
-    def _search_back(self, t: datetime) -> datetime:
-        # _search in a mirror: skip back to the last second of the latest allowed month, day,
-        # hour, minute at or before t.
-        give_up = t.year - 400
-        while t.year >= give_up:
-            if t.month not in self.month:
-                earlier = [m for m in self.month if m < t.month]
-                year, month = (t.year, max(earlier)) if earlier else (t.year - 1, max(self.month))
-                last_day = calendar.monthrange(year, month)[1]
-                t = datetime(year, month, last_day, 23, 59, 59, tzinfo=UTC)
-                continue
-            if not self._day_matches(t):
-                t = t.replace(hour=0, minute=0, second=0) - timedelta(seconds=1)
-                continue
-            for index, (unit, _) in enumerate(_CLOCK):
-                allowed: frozenset[int] = getattr(self, unit)
-                current = getattr(t, unit)
-                if current in allowed:
-                    continue
-                # Back to the latest earlier allowed value with the units below at their end,
-                # or, with none earlier, to the last second before this unit's value 0.
-                below = [lower for lower, _ in _CLOCK[index + 1 :]]
-                earlier = [v for v in allowed if v < current]
-                fields: dict[str, Any]
-                if earlier:
-                    fields = {unit: max(earlier), **dict.fromkeys(below, 59)}
-                    t = t.replace(**fields)
-                else:
-                    fields = {unit: 0, **dict.fromkeys(below, 0)}
-                    t = t.replace(**fields) - timedelta(seconds=1)
-                break
-            else:
-                return t
-        raise CronError(f"{self.expression!r}: never fires")
-
     def describe(self) -> str:
         """The schedule in English for the common shapes, else "cron: <expression>"."""
         if self.interval is not None:
             for unit, size in reversed(_UNIT_SECONDS.items()):
                 if self.interval % size == 0:
                     return _every(self.interval // size, unit)
+        if self.is_special:
+            return f"cron: {self.expression.strip()}"
         sec, mins, hrs = self.second, self.minute, self.hour
         all_days = self.month == _ALL["month"] and self._every_day()
         if all_days and hrs == _ALL["hour"]:
@@ -270,25 +224,47 @@ def parse(expression: str) -> Cron:
         raise CronError(f"{expression!r}: expected 5 or 6 fields, got {len(parts)}")
     if len(parts) == 5:
         parts.insert(0, "0")
-    sets = [_parse_field(expression, part, spec) for part, spec in zip(parts, _FIELDS, strict=True)]
-    # Vixie cron decides by the text: a day field starting with `*` (`*`, `*/2`) is unrestricted.
-    either = not parts[3].startswith("*") and not parts[5].startswith("*")
-    day_of_month, month = sets[3], sets[4]
-    # With both day fields restricted any listed weekday fires, so only the AND case can be
-    # impossible; every real date then recurs on every weekday within the 400-year cycle.
-    if not either and not any(d <= _MAX_DAYS[m - 1] for m in month for d in day_of_month):
-        raise CronError(f"{expression!r}: never fires (no listed month has those days of month)")
-    second, minute, hour, _, _, day_of_week = sets
+    fields = " ".join(parts)
+    try:
+        sim = CronSim(fields, _EPOCH)
+    except CronSimError as error:
+        raise _field_error(expression, parts, error) from None
+    # Day of week: cronsim keeps 7 as given, and n#k / nL as tuples; the sets hold plain days.
+    weekdays = frozenset(day % 7 for day in sim.weekdays if isinstance(day, int))
+    days = frozenset(day for day in sim.days if day > 0)
     return Cron(
         expression,
-        second=second,
-        minute=minute,
-        hour=hour,
-        day_of_month=day_of_month,
-        month=month,
-        day_of_week=day_of_week,
-        days_either=either,
+        second=frozenset(sim.seconds),
+        minute=frozenset(sim.minutes),
+        hour=frozenset(sim.hours),
+        day_of_month=days,
+        month=frozenset(sim.months),
+        day_of_week=weekdays,
+        days_either=not sim.day_and,
+        is_special=days != sim.days or any(not isinstance(d, int) for d in sim.weekdays),
+        fields=fields,
     )
+
+
+def _field_error(expression: str, parts: list[str], error: CronSimError) -> CronError:
+    """cronsim says which field is bad ("Bad minute"); name its text and what it accepts."""
+    labels = [label for label, _ in _FIELDS]
+    label = str(error).removeprefix("Bad ")
+    if label not in labels:
+        return CronError(f"{expression!r}: {error}")
+    index = labels.index(label)
+    if label == "day-of-month":
+        # The field alone may be valid and only impossible in the listed months (Feb 30).
+        try:
+            CronSim(" ".join([*parts[:4], "*", parts[5]]), _EPOCH)
+        except CronSimError:
+            pass
+        else:
+            problem = "never fires (no listed month has those days of month)"
+            return CronError(f"{expression!r}: {problem}")
+    accepts = _FIELDS[index][1]
+    problem = f"invalid {label} field {parts[index]!r} (each value {accepts}; * , - / allowed)"
+    return CronError(f"{expression!r}: {problem}")
 
 
 def _parse_interval(expression: str, text: str) -> Cron:
@@ -303,50 +279,6 @@ def _parse_interval(expression: str, text: str) -> Cron:
     if not _NUMBER.fullmatch(count) or int(count) == 0:
         raise CronError(f"{expression!r}: interval must be a positive integer, got {count!r}")
     return Cron(expression, interval=int(count) * _UNIT_SECONDS[unit])
-
-
-def _parse_field(expression: str, text: str, spec: tuple) -> frozenset[int]:
-    attr, label, lo, hi, top, names = spec
-
-    def error(problem: str) -> CronError:
-        return CronError(f"{expression!r}: {problem} in field {label!r}")
-
-    def value(token: str) -> int:
-        if not token:
-            raise error(f"missing value in {text!r}")
-        if _NUMBER.fullmatch(token):
-            number = int(token)
-            if not lo <= number <= hi:
-                raise error(f"value {number} is out of range {lo}-{hi}")
-            return number
-        if token.upper() in names:
-            return names[token.upper()]
-        raise error(f"unknown name {token!r}" if names else f"invalid value {token!r}")
-
-    values: set[int] = set()
-    for item in text.split(","):
-        if not item:
-            raise error(f"empty list item in {text!r}")
-        base, slash, step_text = item.partition("/")
-        step = 1
-        if slash:
-            if not _NUMBER.fullmatch(step_text):
-                raise error(f"invalid step {step_text!r}")
-            step = int(step_text)
-            if step < 1:
-                raise error("step must be at least 1")
-        if base == "*":
-            start, end = lo, top
-        else:
-            first, dash, last = base.partition("-")
-            start = value(first)
-            end = value(last) if dash else (max(top, start) if slash else start)
-            if end < start:
-                raise error(f"range {base!r} ends before it starts")
-        values.update(range(start, end + 1, step))
-    if attr == "day_of_week" and 7 in values:
-        values = (values - {7}) | {0}  # 7 is another name for Sunday
-    return frozenset(values)
 
 
 def _utc(when: datetime) -> datetime:

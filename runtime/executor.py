@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from hotapp.conf import hot_settings
 from hotapp.models import Run, RunStatus, RunTrace, TaskStatus, Trigger
-from runtime import dispatch, registry, tasks
+from runtime import dispatch, otel, registry, tasks
 from runtime.context import Event, RunContext, Tick, activate
 from runtime.db import with_db_retry
 from runtime.events import persist_events
@@ -472,6 +472,7 @@ def complete(outcomes: list[Outcome], token: str, keep: int = 0) -> list[Run]:
         mine = persist_events(sent, traces, keep=keep, token=token)
         for outcome in kept:
             _after(outcome)
+        otel.export_on_commit(kept)  # OpenTelemetry spans after the commit, if HOT["OTEL_EXPORT"]
     return mine
 
 

@@ -372,27 +372,29 @@ def test_describe_falls_back_to_the_expression_for_complex_schedules(expression)
         ("   ", "expression is empty"),
         ("* * * *", "expected 5 or 6 fields, got 4"),
         ("* * * * * * *", "expected 5 or 6 fields, got 7"),
-        ("60 * * * *", "value 60 is out of range 0-59 in field 'minute'"),
-        ("60 * * * * *", "value 60 is out of range 0-59 in field 'second'"),
-        ("* 24 * * *", "value 24 is out of range 0-23 in field 'hour'"),
-        ("* * 0 * *", "value 0 is out of range 1-31 in field 'day-of-month'"),
-        ("* * 32 * *", "value 32 is out of range 1-31 in field 'day-of-month'"),
-        ("* * * 13 *", "value 13 is out of range 1-12 in field 'month'"),
-        ("* * * 0 *", "value 0 is out of range 1-12 in field 'month'"),
-        ("* * * * 8", "value 8 is out of range 0-7 in field 'day-of-week'"),
-        ("5-3 * * * *", "range '5-3' ends before it starts in field 'minute'"),
-        ("* * * * FRI-MON", "range 'FRI-MON' ends before it starts in field 'day-of-week'"),
-        ("*/0 * * * *", "step must be at least 1 in field 'minute'"),
-        ("*/ * * * *", "invalid step '' in field 'minute'"),
-        ("1/2/3 * * * *", "invalid step '2/3' in field 'minute'"),
-        ("* * * FOO *", "unknown name 'FOO' in field 'month'"),
-        ("* * * JAN-FOO *", "unknown name 'FOO' in field 'month'"),
-        ("* * * * FUNDAY", "unknown name 'FUNDAY' in field 'day-of-week'"),
-        ("MON * * * *", "invalid value 'MON' in field 'minute'"),
-        ("1-2-3 * * * *", "invalid value '2-3' in field 'minute'"),
-        ("-1 * * * *", "missing value in '-1' in field 'minute'"),
-        ("1,,2 * * * *", "empty list item in '1,,2' in field 'minute'"),
-        ("1, * * * *", "empty list item in '1,' in field 'minute'"),
+        # cronsim says which field is bad, not why: the message names the field and its text.
+        ("60 * * * *", "invalid minute field '60'"),
+        ("60 * * * * *", "invalid second field '60'"),
+        ("* 24 * * *", "invalid hour field '24'"),
+        ("* * 0 * *", "invalid day-of-month field '0'"),
+        ("* * 32 * *", "invalid day-of-month field '32'"),
+        ("* * * 13 *", "invalid month field '13'"),
+        ("* * * 0 *", "invalid month field '0'"),
+        ("* * * * 8", "invalid day-of-week field '8'"),
+        ("5-3 * * * *", "invalid minute field '5-3'"),
+        ("* * * * FRI-MON", "invalid day-of-week field 'FRI-MON'"),
+        ("*/0 * * * *", "invalid minute field '*/0'"),
+        ("*/ * * * *", "invalid minute field '*/'"),
+        ("1/2/3 * * * *", "invalid minute field '1/2/3'"),
+        ("* * * FOO *", "invalid month field 'FOO'"),
+        ("* * * JAN-FOO *", "invalid month field 'JAN-FOO'"),
+        ("* * * * FUNDAY", "invalid day-of-week field 'FUNDAY'"),
+        ("MON * * * *", "invalid minute field 'MON'"),
+        ("1-2-3 * * * *", "invalid minute field '1-2-3'"),
+        ("-1 * * * *", "invalid minute field '-1'"),
+        ("1,,2 * * * *", "invalid minute field '1,,2'"),
+        ("1, * * * *", "invalid minute field '1,'"),
+        ("0 0 * * * 8", "invalid day-of-week field '8' (each value 0-7 or SUN-SAT"),
         ("@fortnightly", "unknown macro"),
         ("every 0 minutes", "interval must be a positive integer, got '0'"),
         ("every -5 minutes", "interval must be a positive integer, got '-5'"),
@@ -428,3 +430,18 @@ def test_running_past_the_last_representable_year_is_a_cron_error():
         parse("0 0 1 1 *").next_after(utc(9999, 6, 1))
     with pytest.raises(CronError, match="after year 1"):
         parse("0 0 2 1 *").at_or_before(utc(1, 1, 1, 12))
+
+
+# cronsim's extensions, which the hand-written parser did not have
+
+
+def test_the_last_day_of_the_month_and_the_nth_weekday_forms_are_accepted():
+    assert parse("0 0 L * *").fire_times(utc(2026, 1, 1), 2) == [utc(2026, 1, 31), utc(2026, 2, 28)]
+    # 2026-01-02 is the first Friday, so 01-09 is the second; 01-30 the last.
+    assert parse("0 9 * * 5#2").next_after(utc(2026, 1, 1)) == utc(2026, 1, 9, 9)
+    assert parse("0 9 * * 5L").at_or_before(utc(2026, 2, 1)) == utc(2026, 1, 30, 9)
+
+
+@pytest.mark.parametrize("expression", ["0 0 L * *", "0 9 * * 5#2", "0 9 * * 5L"])
+def test_describe_shows_the_last_day_and_nth_weekday_forms_as_the_expression(expression):
+    assert parse(expression).describe() == f"cron: {expression}"
