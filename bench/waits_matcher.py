@@ -1,6 +1,9 @@
 """How long one pass of the scheduler's matcher (runtime.waits.resolve_events) takes with 500
-open event waits: with no event of their type, and with 100,000 non-matching ones since they
-began (after VACUUM ANALYZE, as autovacuum would leave the table and its GIN index).
+open event waits: its full pass (per wait, in the database: a process's first pass and one
+every 5 minutes) with no event of their type and with 100,000 non-matching ones since they
+began (after VACUUM ANALYZE, as autovacuum would leave the table and its GIN index), and its
+every-second pass (only the events since the last, matched in Python) with 0, 100 and 1,000
+new events.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/<scratch db> \\
         DJANGO_SETTINGS_MODULE=hotproject.settings PYTHONPATH=. python bench/waits_matcher.py
@@ -36,19 +39,30 @@ TaskWait.objects.bulk_create(
              created_at=now - timedelta(minutes=10))
     for i, t in enumerate(tasks)
 )  # fmt: skip
-waits.resolve_events()  # warm
-for n in (0, 100_000):
-    if n:
-        Event.objects.bulk_create(
-            (Event(type="bench:paid", data={"order": -k - 1}, stream_id=uuid.uuid4(),
-                   created_at=now - timedelta(seconds=k % 500)) for k in range(n)),
-            batch_size=5000,
-        )  # fmt: skip
-        with connection.cursor() as cursor:
-            cursor.execute("VACUUM ANALYZE hotapp_event")
+def timed_pass(full: bool) -> str:
+    if full:
+        waits._next_full_pass = 0.0  # the first pass in a process, and one every 5 minutes
     began = time.perf_counter()
     resolved = waits.resolve_events()
-    ms = (time.perf_counter() - began) * 1000
-    print(f"500 open event waits, {n} non-matching events since: {ms:.1f} ms a pass ({resolved})")
+    return f"{(time.perf_counter() - began) * 1000:.1f} ms ({resolved} resolved)"
+
+
+waits.resolve_events()  # warm
+print(f"500 open event waits, no event of their type: full pass {timed_pass(True)}")
+Event.objects.bulk_create(
+    (Event(type="bench:paid", data={"order": -k - 1}, stream_id=uuid.uuid4(),
+           created_at=now - timedelta(seconds=k % 500)) for k in range(100_000)),
+    batch_size=5000,
+)  # fmt: skip
+with connection.cursor() as cursor:
+    cursor.execute("VACUUM ANALYZE hotapp_event")
+print(f"... 100,000 non-matching events since they began: full pass {timed_pass(True)}")
+print(f"... and a pass with nothing new since the last: {timed_pass(False)}")
+for new in (100, 1000):
+    Event.objects.bulk_create(
+        (Event(type="bench:paid", data={"order": -k - 1}, stream_id=uuid.uuid4(),
+               created_at=timezone.now()) for k in range(new)),
+    )  # fmt: skip
+    print(f"... {new} new non-matching events since the last pass: {timed_pass(False)}")
 Task.objects.all().delete()
 Event.objects.filter(type="bench:paid").delete()

@@ -17,6 +17,7 @@ when it restores (a loop resuming at its i-th round) must give its waits keys.
 """
 
 import logging
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -252,18 +253,46 @@ def contains(data: Any, match: Any) -> bool:
     return data == match
 
 
+# The matcher's cursor, per process. Each pass reads the events of the awaited types sent
+# since the last one (MARGIN behind it: transactions commit out of timestamp order) and matches
+# them against the open waits here, so its cost follows the event rate, not how long the waits
+# have been open (asking the database per wait took 1.9 s a pass for 500 waits with 100,000
+# events of their type since they began). The first pass in a process, and one every
+# FULL_PASS_SECONDS, asks per wait instead (find_match): it catches up after a restart and
+# finds an event that committed more than MARGIN after its timestamp.
+MARGIN = timedelta(seconds=2)
+FULL_PASS_SECONDS = 300.0
+SCAN_LIMIT = 5000  # events read by one pass; the rest on the next
+_cursor: datetime | None = None
+_next_full_pass = 0.0
+
+
 def resolve_events(now: datetime | None = None) -> int:
     """Scheduler step (every second): resolve the open event waits that a sent event matches,
     and release their tasks' runs; returns how many. A wait's timeout needs nothing here: its
     run's hold ends then (runtime.holds.release_due) and the resumed task resolves it."""
+    global _cursor, _next_full_pass
     now = now or timezone.now()
+    if _cursor is None or time.monotonic() >= _next_full_pass:
+        matches, reached = _match_each_wait(), now
+        _next_full_pass = time.monotonic() + FULL_PASS_SECONDS
+    else:
+        matches, reached = _match_new_events(_cursor - MARGIN, now)
+    _cursor = reached
+    resolved = sum(1 for wait, event_id in matches if _resolve_and_release(wait, event_id, now))
+    if resolved:
+        runs_changed()
+        logger.info("%d event waits matched", resolved, extra={"action": "resolve_waits"})
+    return resolved
+
+
+def _match_each_wait() -> list[tuple[TaskWait, uuid.UUID]]:
+    """The full pass: the database looks for each open wait's first matching event."""
     open_waits = list(
         TaskWait.objects.filter(kind=WaitKind.EVENT, resolved_at__isnull=True).order_by(
             "created_at"
         )[:BATCH]
     )
-    if not open_waits:
-        return 0
     # One probe per event type: waits for a type with no event since they began cost no more.
     newest = {
         event_type: Event.objects.filter(type=event_type)
@@ -272,31 +301,110 @@ def resolve_events(now: datetime | None = None) -> int:
         .first()
         for event_type in {wait.event_type for wait in open_waits}
     }
-    resolved = 0
+    matches = []
     for wait in open_waits:
         latest = newest[wait.event_type]
         if latest is None or latest < wait.created_at:
             continue
         event_id = find_match(wait)
-        if event_id is None:
-            continue
-        with transaction.atomic():
-            if not _resolve(wait.id, now, WaitOutcome.MATCHED, event_id):
-                continue  # resolved meanwhile (its timeout, seen by the resumed task)
-            held = list(
-                Run.objects.filter(
-                    task_id=wait.task_id, status=RunStatus.QUEUED, wait_reason=WaitReason.EVENT
-                ).values_list("id", "trigger")
-            )
-            Run.objects.filter(id__in=[run_id for run_id, _ in held]).update(
-                available_at=None, wait_reason="", queued_at=now, updated_at=now
-            )
-            transaction.on_commit(lambda held=held: dispatch.enqueue_by_queue(held))
-        resolved += 1
-    if resolved:
-        runs_changed()
-        logger.info("%d event waits matched", resolved, extra={"action": "resolve_waits"})
-    return resolved
+        if event_id is not None:
+            matches.append((wait, event_id))
+    return matches
+
+
+def _match_new_events(
+    since: datetime, now: datetime
+) -> tuple[list[tuple[TaskWait, uuid.UUID]], datetime]:
+    """The incremental pass: the events of awaited types sent after `since` (event_type_idx
+    per type), each matched here against the open waits of its type, the earliest event
+    winning. Returns the matches and how far it read."""
+    open_waits = TaskWait.objects.filter(kind=WaitKind.EVENT, resolved_at__isnull=True)
+    types = set(open_waits.values_list("event_type", flat=True).distinct())
+    if not types:
+        return [], now
+    events = list(
+        Event.objects.filter(type__in=types, created_at__gt=since, created_at__lte=now)
+        .order_by("created_at", "id")
+        .values_list("id", "type", "data", "created_at")[:SCAN_LIMIT]
+    )
+    if not events:
+        return [], now
+    reached = events[-1][3] if len(events) == SCAN_LIMIT else now
+    candidates = {
+        event_type: _Candidates(waits)
+        for event_type, waits in _by_type(
+            open_waits.filter(event_type__in={e[1] for e in events}).order_by("created_at")
+        ).items()
+    }
+    matches = []
+    matched: set[uuid.UUID] = set()
+    for event_id, event_type, data, sent_at in events:
+        for wait in candidates[event_type].for_data(data) if event_type in candidates else ():
+            if wait.id in matched or sent_at < wait.created_at:
+                continue
+            if wait.until is not None and sent_at > wait.until:
+                continue
+            if contains(data, wait.match or {}):
+                matches.append((wait, event_id))
+                matched.add(wait.id)
+    return matches, reached
+
+
+def _by_type(waits: Any) -> dict[str, list[TaskWait]]:
+    grouped: dict[str, list[TaskWait]] = {}
+    for wait in waits:
+        grouped.setdefault(wait.event_type, []).append(wait)
+    return grouped
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+class _Candidates:
+    """The open waits of one event type, looked up by the first top-level scalar of their
+    match (`{"order": 7}`: the waits for order 7), so that an event is checked against the few
+    waits it may match, not all of them (500 waits × 1,000 events took 650 ms checked pairwise).
+    A wait whose match has no top-level scalar (empty, or only nested values) is checked
+    against every event. A candidate is only that: contains() decides."""
+
+    def __init__(self, waits: list[TaskWait]) -> None:
+        self.by_key: dict[str, dict[Any, list[TaskWait]]] = {}
+        self.always: list[TaskWait] = []
+        for wait in waits:
+            match = wait.match if isinstance(wait.match, dict) else {}
+            key = next((k for k, v in match.items() if isinstance(v, _SCALARS)), None)
+            if key is None:
+                self.always.append(wait)
+            else:
+                self.by_key.setdefault(key, {}).setdefault(match[key], []).append(wait)
+
+    def for_data(self, data: Any) -> list[TaskWait]:
+        found = list(self.always)
+        if isinstance(data, dict):
+            for key, waits in self.by_key.items():
+                value = data.get(key)
+                if key in data and isinstance(value, _SCALARS):
+                    found.extend(waits.get(value, ()))
+        # Oldest wait first, as the full pass takes them.
+        return sorted(found, key=lambda wait: wait.created_at) if len(found) > 1 else found
+
+
+def _resolve_and_release(wait: TaskWait, event_id: uuid.UUID, now: datetime) -> bool:
+    """Resolve `wait` with the event and release its task's held run, in one transaction;
+    False if it was resolved meanwhile (its timeout, seen by the resumed task)."""
+    with transaction.atomic():
+        if not _resolve(wait.id, now, WaitOutcome.MATCHED, event_id):
+            return False
+        held = list(
+            Run.objects.filter(
+                task_id=wait.task_id, status=RunStatus.QUEUED, wait_reason=WaitReason.EVENT
+            ).values_list("id", "trigger")
+        )
+        Run.objects.filter(id__in=[run_id for run_id, _ in held]).update(
+            available_at=None, wait_reason="", queued_at=now, updated_at=now
+        )
+        transaction.on_commit(lambda: dispatch.enqueue_by_queue(held))
+    return True
 
 
 def abandon(task_id: uuid.UUID, now: datetime) -> None:

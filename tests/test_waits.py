@@ -352,3 +352,41 @@ def test_the_embedded_default_on_sqlite_sleeps_durably(tmp_path):
         "waits": [["#1", "woke"]],
     }
     assert lines(log) == ["charged", "shipped"]
+
+
+@pytest.mark.django_db
+def test_the_matcher_reads_only_new_events_and_its_full_pass_finds_a_late_commit(monkeypatch):
+    handle = start(task_handlers.waits_for_payment, {"order": 9, "timeout": 300})
+    drain()
+    waits.resolve_events()  # this process's matcher now reads only what is new
+
+    paid = send("test:paid", {"order": 9})
+    # Stamped 10 s ago, committed only now: behind the incremental pass's margin.
+    Event.objects.filter(id=paid).update(created_at=timezone.now() - timedelta(seconds=10))
+    TaskWait.objects.filter(task_id=handle.id).update(
+        created_at=timezone.now() - timedelta(seconds=20)
+    )
+    assert waits.resolve_events() == 0
+
+    monkeypatch.setattr(waits, "_next_full_pass", 0.0)  # the periodic full pass is due
+    assert waits.resolve_events() == 1
+    assert TaskWait.objects.get(task_id=handle.id).event_id == paid
+
+
+@pytest.mark.django_db
+def test_each_new_event_resolves_only_the_waits_its_data_matches():
+    waits.resolve_events()  # the next passes read only new events
+    first = start(task_handlers.waits_for_payment, {"order": 1, "timeout": 300})
+    second = start(task_handlers.waits_for_payment, {"order": 2, "timeout": 300})
+    nested = start(task_handlers.waits_for_payment, {"order": {"id": 2}, "timeout": 300})
+    drain()
+
+    send("test:paid", {"order": 2})
+    send("test:paid", {"order": True})  # not 1: JSON true is not the number 1
+    assert waits.resolve_events() == 1
+    send("test:paid", {"order": {"id": 2, "lines": 3}})
+    assert waits.resolve_events() == 1
+
+    outcomes = dict(TaskWait.objects.values_list("task_id", "outcome"))
+    assert outcomes[second.id] == outcomes[nested.id] == WaitOutcome.MATCHED
+    assert outcomes[first.id] != WaitOutcome.MATCHED
