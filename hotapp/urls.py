@@ -3,7 +3,7 @@ in the namespace `hot`: `path("hot/", include("hotapp.urls"))`."""
 
 from django.urls import path, re_path
 
-from hotapp import api, bulk_views, task_views, token_views, views
+from hotapp import alert_views, api, bulk_views, task_views, token_views, views
 
 app_name = "hot"
 
@@ -39,5 +39,7 @@ urlpatterns = [
     # API by its names, api-*).
     re_path(r"^api/", api.not_found, name="api-not-found"),
     path("tokens/", token_views.token_list, name="token-list"),
+    path("alerts/", alert_views.alert_list, name="alerts"),
+    path("alerts/<str:name>/test/", alert_views.send_test_alert, name="alert-test"),
     path("tokens/<int:token_id>/revoke/", token_views.revoke, name="token-revoke"),
 ]
