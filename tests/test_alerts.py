@@ -2,6 +2,10 @@
 to a real local webhook receiver and a real SMTP server, retried, de-duplicated, rate-limited."""
 
 import json
+import os
+import sqlite3
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -14,8 +18,8 @@ from django.utils import timezone
 from hotapp.apps import check_alert_channels
 from hotapp.models import AlertDelivery, Run, RunStatus
 from runtime import alert_delivery, alerts, bulk, cancel_run, executor, retry_run, send, sweeper
-from tests.alert_receivers import SmtpReceiver, WebhookReceiver
-from tests.conftest import drain
+from tests.alert_receivers import SmtpReceiver, WebhookReceiver, free_port
+from tests.conftest import ROOT, drain, wait_for
 
 pytestmark = pytest.mark.services
 
@@ -71,7 +75,8 @@ def test_a_chain_whose_last_attempt_fails_posts_one_alert_to_the_webhook(db, con
     assert body["kind"] == "failed"
     assert body["channel"] == "ops"
     assert body["text"] == (
-        "Run of tests.handlers.always_fails failed (attempt 3): tests.handlers.Boom: attempt 3 failed"
+        "Run of tests.handlers.always_fails failed (attempt 3): "
+        "tests.handlers.Boom: attempt 3 failed"
     )
     run = body["run"]
     assert run["id"] == str(last.id)
@@ -411,3 +416,64 @@ def test_the_standalone_project_reads_channels_from_a_json_variable(monkeypatch)
     monkeypatch.setenv("HOT_ALERT_CHANNELS", "[{")
     with pytest.raises(ValueError, match="HOT_ALERT_CHANNELS must be JSON"):
         env_json("HOT_ALERT_CHANNELS", [])
+
+
+def test_a_run_failing_in_a_real_celery_worker_posts_its_alert(worker_process, receiver):
+    channels = [{"name": "ops", "webhook": receiver.url}]
+    worker_process(HOT_ALERT_CHANNELS=json.dumps(channels), HOT_ALERT_BASE_URL="http://hot.test")
+    send("test:always-fails", {"order": 11})
+
+    wait_for(lambda: receiver.received, timeout=60, what="the worker to post the alert")
+    [request] = receiver.received
+    last = Run.objects.get(status="failed", is_superseded=False)
+    assert last.attempt == 3
+    assert request.body["run"]["id"] == str(last.id)
+    assert request.body["run"]["url"] == f"http://hot.test/runs/{last.id}/"
+    delivery = wait_for(
+        lambda: AlertDelivery.objects.filter(status="sent").first(), what="the delivery log"
+    )
+    assert (delivery.run_id, delivery.attempts, delivery.response_status) == (last.id, 1, 200)
+
+
+def test_hot_dev_delivers_an_alert_on_sqlite(tmp_path, receiver):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(
+        DJANGO_SETTINGS_MODULE="hotproject.settings",
+        HOT_DATA_DIR=str(tmp_path),
+        HOT_HANDLER_MODULES="tests.handlers",
+        HOT_ALERT_CHANNELS=json.dumps([{"name": "ops", "webhook": receiver.url}]),
+    )
+    port = free_port()
+    log = tmp_path / "hot-dev.log"
+    out = log.open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "hot", "dev", "--port", str(port), "--no-demo"],
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(lambda: f":{port}/" in log.read_text(), timeout=60, what="hot dev to start")
+        # From another process, as a user's script would: the sweeper of hot dev finds the run.
+        subprocess.run(
+            [sys.executable, "manage.py", "hot", "send", "test:always-fails", '{"n": 1}'],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        wait_for(lambda: receiver.received, timeout=60, what="hot dev to post the alert")
+        body = receiver.received[0].body
+        assert (body["kind"], body["run"]["attempt"]) == ("failed", 3)
+        with sqlite3.connect(tmp_path / "hot.sqlite3") as conn:
+            rows = conn.execute("SELECT channel, kind, status FROM hotapp_alertdelivery")
+            assert rows.fetchall() == [("ops", "failed", "sent")]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        out.close()
