@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from hotapp.auth import OPERATE, operator_required, viewer_required
+from hotapp.conf import hot_settings
 from hotapp.filters import decode_cursor, encode_cursor
 from hotapp.models import AlertDelivery, DeliveryStatus
 from hotapp.querysets import PAGE_SIZE
@@ -116,11 +117,15 @@ def alert_list(request: HttpRequest) -> HttpResponse:
         "is_following": any(row.is_undelivered for row in rows),
         "statuses": DeliveryStatus.choices,
         "can_operate": request.user.has_perm(OPERATE),
+        "window_seconds": f"{hot_settings()['ALERT_RATE_WINDOW_SECONDS']:g}",
     }
-    if request.htmx and request.htmx.target == "alert-history":
-        return render(request, "hotapp/alerts.html#alert-history", context)
     context["channels"] = _channel_rows()
+    if request.htmx and request.htmx.target == "alert-history":
+        # The history, and the channels' figures beside it (an out-of-band swap).
+        context["is_poll"] = True
+        return render(request, "hotapp/alerts.html#alert-poll", context)
     context["channel_names"] = [row["channel"].name for row in context["channels"]]
+    context["base_url"] = hot_settings()["ALERT_BASE_URL"]
     return render(request, "hotapp/alerts.html", context)
 
 
