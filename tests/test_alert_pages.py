@@ -196,3 +196,28 @@ def test_a_test_alert_sent_from_the_page_shows_up_as_sent_without_a_reload(
 
     page.click(f"#alert-history a[href='/runs/{run.id}/']")
     page.wait_for_url(f"**/runs/{run.id}/")
+
+
+@pytest.mark.django_db
+def test_every_time_on_the_alerts_page_names_its_zone(alice_client, channels):
+    from tests.test_time_zones import time_elements, unzoned_times
+
+    now = timezone.now()
+    AlertDelivery.objects.create(
+        channel="ops", kind="test", chain_id=uuid.uuid4(), status="sent", sent_at=now
+    )
+    AlertDelivery.objects.create(
+        channel="ops",
+        kind="test",
+        chain_id=uuid.uuid4(),
+        attempts=1,
+        last_error="HTTP 502 Bad Gateway at 12:00",
+        next_attempt_at=now + timedelta(seconds=20),
+    )
+    page = alice_client.get("/alerts/").content.decode()
+    assert len(time_elements(page)) == 5  # two created, one sent, one next try, last sent
+    for _iso, shown in time_elements(page):
+        assert shown.endswith(" UTC")
+    # The receiver's own words may hold a clock time; they are not the page's.
+    page = page.replace("HTTP 502 Bad Gateway at 12:00", "")
+    assert unzoned_times(page, "UTC") == []
