@@ -477,3 +477,29 @@ def test_hot_dev_delivers_an_alert_on_sqlite(tmp_path, receiver):
             proc.kill()
             proc.wait(5)
         out.close()
+
+
+def test_the_standalone_project_reads_every_alert_setting_from_the_environment(monkeypatch):
+    from tests.test_settings import settings_with
+
+    loaded = settings_with(
+        monkeypatch,
+        HOT_ALERT_CHANNELS='[{"name": "ops", "webhook": "https://example.com/h"}]',
+        HOT_ALERT_BASE_URL="https://hot.example.com",
+        HOT_ALERT_RATE_LIMIT="3",
+        HOT_ALERT_RATE_WINDOW_SECONDS="120",
+        HOT_ALERT_TIMEOUT_SECONDS="2.5",
+        HOT_ALERT_MAX_ATTEMPTS="7",
+        HOT_ALERT_RETRY_DELAY_SECONDS="1",
+        HOT_ALERT_QUEUE="hot.alerts",
+        HOT_ALERT_FROM_EMAIL="hot@example.com",
+        EMAIL_HOST="smtp.example.com",
+        EMAIL_PORT="587",
+    )
+    hot = loaded["HOT"]
+    assert hot["ALERT_CHANNELS"] == [{"name": "ops", "webhook": "https://example.com/h"}]
+    assert (hot["ALERT_BASE_URL"], hot["ALERT_RATE_LIMIT"]) == ("https://hot.example.com", 3)
+    assert (hot["ALERT_RATE_WINDOW_SECONDS"], hot["ALERT_TIMEOUT_SECONDS"]) == (120.0, 2.5)
+    assert (hot["ALERT_MAX_ATTEMPTS"], hot["ALERT_RETRY_DELAY_SECONDS"]) == (7, 1.0)
+    assert (hot["ALERT_QUEUE"], hot["ALERT_FROM_EMAIL"]) == ("hot.alerts", "hot@example.com")
+    assert (loaded["EMAIL_HOST"], loaded["EMAIL_PORT"]) == ("smtp.example.com", 587)
