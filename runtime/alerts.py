@@ -185,7 +185,9 @@ def recording(fields: Mapping[str, Any]) -> AbstractContextManager:
     """The transaction a transition with these fields needs: one of its own (savepoint-free,
     so nothing is added inside a caller's) when it may raise alerts, so that their rows commit
     with it; nothing otherwise."""
-    return transaction.atomic(savepoint=False) if _may_alert(fields) else nullcontext()
+    if _may_alert(fields) and hot_settings()["ALERT_CHANNELS"]:
+        return transaction.atomic(savepoint=False)
+    return nullcontext()
 
 
 def _may_alert(fields: Mapping[str, Any]) -> bool:
