@@ -80,8 +80,10 @@ def deliver_due(now: datetime | None = None, seconds: float = DELIVER_SECONDS) -
     deadline = time.monotonic() + seconds
     attempted = 0
     while True:
-        taken = with_db_retry(partial(take_due, configured, now or timezone.now()), "alert take")
-        if not taken:
+        taken, held = with_db_retry(
+            partial(take_due, configured, now or timezone.now()), "alert take"
+        )
+        if not taken and not held:
             return attempted
         for delivery in taken:
             attempt(delivery, configured[delivery.channel], now)
@@ -97,23 +99,31 @@ def _due(now: datetime):
     )
 
 
-def take_due(configured: dict[str, Channel], now: datetime) -> list[AlertDelivery]:
-    """Step 1 for every channel with due rows: the rows taken for sending (see the module)."""
+def take_due(configured: dict[str, Channel], now: datetime) -> tuple[list[AlertDelivery], int]:
+    """Step 1 for every channel with due rows: the rows taken for sending (see the module), and
+    how many others were held back or given up (more may be due behind them)."""
     names = set(_due(now).order_by().values_list("channel", flat=True).distinct())
     taken: list[AlertDelivery] = []
+    held = 0
     for name in sorted(names):
         channel = configured.get(name)
         with transaction.atomic():
             if channel is None:
-                _due(now).filter(channel=name).update(
-                    status=DeliveryStatus.FAILED,
-                    last_error=f"The channel {name!r} is no longer configured",
-                    next_attempt_at=None,
-                    updated_at=now,
+                held += (
+                    _due(now)
+                    .filter(channel=name)
+                    .update(
+                        status=DeliveryStatus.FAILED,
+                        last_error=f"The channel {name!r} is no longer configured",
+                        next_attempt_at=None,
+                        updated_at=now,
+                    )
                 )
                 continue
-            taken += _take_channel(channel, now)
-    return taken
+            channel_taken, channel_held = _take_channel(channel, now)
+            taken += channel_taken
+            held += channel_held
+    return taken, held
 
 
 def _lock(name: str) -> None:
@@ -122,7 +132,7 @@ def _lock(name: str) -> None:
         AlertChannelLock.objects.select_for_update().filter(name=name).exists()
 
 
-def _take_channel(channel: Channel, now: datetime) -> list[AlertDelivery]:
+def _take_channel(channel: Channel, now: datetime) -> tuple[list[AlertDelivery], int]:
     _lock(channel.name)
     rows = list(
         _due(now)
@@ -131,7 +141,7 @@ def _take_channel(channel: Channel, now: datetime) -> list[AlertDelivery]:
         .select_for_update()[:TAKE_BATCH]
     )
     if not rows:
-        return []
+        return [], 0
     window_start = now - timedelta(seconds=hot_settings()["ALERT_RATE_WINDOW_SECONDS"])
     in_window = AlertDelivery.objects.filter(
         channel=channel.name,
@@ -150,7 +160,7 @@ def _take_channel(channel: Channel, now: datetime) -> list[AlertDelivery]:
     if hold:
         _suppress(channel, hold, in_window, now)
     if not take:
-        return []
+        return [], len(hold)
     lease = now + timedelta(seconds=hot_settings()["ALERT_TIMEOUT_SECONDS"]) + LEASE_MARGIN
     AlertDelivery.objects.filter(id__in=[row.id for row in take]).update(
         status=DeliveryStatus.SENDING,
@@ -163,7 +173,7 @@ def _take_channel(channel: Channel, now: datetime) -> list[AlertDelivery]:
         row.status = DeliveryStatus.SENDING
         row.attempts += 1
         row.first_attempt_at = row.first_attempt_at or now
-    return take
+    return take, len(hold)
 
 
 def _suppress(channel: Channel, held: list[AlertDelivery], in_window, now: datetime) -> None:

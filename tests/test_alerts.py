@@ -503,3 +503,12 @@ def test_the_standalone_project_reads_every_alert_setting_from_the_environment(m
     assert (hot["ALERT_MAX_ATTEMPTS"], hot["ALERT_RETRY_DELAY_SECONDS"]) == (7, 1.0)
     assert (hot["ALERT_QUEUE"], hot["ALERT_FROM_EMAIL"]) == ("hot.alerts", "hot@example.com")
     assert (loaded["EMAIL_HOST"], loaded["EMAIL_PORT"]) == ("smtp.example.com", 587)
+
+
+def test_a_burst_beyond_one_take_is_held_back_in_one_pass(db, configure, receiver, make_runs):
+    configure({"name": "ops", "webhook": receiver.url, "rate_limit": 1})
+    for run in make_runs(45, status="queued"):
+        cancel_run(run.id)
+    assert alert_delivery.deliver_due() == 1
+    assert AlertDelivery.objects.filter(status="suppressed").count() == 44
+    assert AlertDelivery.objects.get(kind="summary").payload["count"] == 44
