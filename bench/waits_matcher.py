@@ -39,6 +39,8 @@ TaskWait.objects.bulk_create(
              created_at=now - timedelta(minutes=10))
     for i, t in enumerate(tasks)
 )  # fmt: skip
+
+
 def timed_pass(full: bool) -> str:
     if full:
         waits._next_full_pass = 0.0  # the first pass in a process, and one every 5 minutes

@@ -87,6 +87,25 @@ DEFAULTS: dict[str, Any] = {
     # Export each finished run's trace as OpenTelemetry spans (needs the [otel] extra; the
     # exporter is configured by the standard OTEL_* environment variables; runtime/otel.py).
     "OTEL_EXPORT": False,
+    # Failure alerts (runtime/alerts.py): where they go, a list of channel dicts, e.g.
+    # {"name": "ops", "webhook": "https://…", "on": ["failed", "cancelled"]} or
+    # {"name": "oncall", "email": ["a@example.com"], "functions": ["billing.*"]}.
+    "ALERT_CHANNELS": [],
+    # Scheme and host the links in alerts start with ("https://hot.example.com"); the dashboard's
+    # own mount prefix follows from its URLs. Empty: links are paths only.
+    "ALERT_BASE_URL": "",
+    # At most this many failed/cancelled alerts per channel per window (a channel's own
+    # "rate_limit" overrides); the rest are held back and counted in one summary.
+    "ALERT_RATE_LIMIT": 10,
+    "ALERT_RATE_WINDOW_SECONDS": 60,
+    # One webhook POST or mail: how long it may take, how many tries, the first wait (doubling).
+    "ALERT_TIMEOUT_SECONDS": 10.0,
+    "ALERT_MAX_ATTEMPTS": 5,
+    "ALERT_RETRY_DELAY_SECONDS": 10.0,
+    # The Celery queue of hot.deliver_alerts; None: the default queue, beside the handlers.
+    "ALERT_QUEUE": None,
+    # The sender of alert mails; None: Django's DEFAULT_FROM_EMAIL.
+    "ALERT_FROM_EMAIL": None,
 }
 
 

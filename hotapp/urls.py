@@ -3,7 +3,7 @@ in the namespace `hot`: `path("hot/", include("hotapp.urls"))`."""
 
 from django.urls import path, re_path
 
-from hotapp import api, bulk_views, metrics, task_views, token_views, views
+from hotapp import alert_views, api, bulk_views, metrics, task_views, token_views, views
 
 app_name = "hot"
 
@@ -43,5 +43,7 @@ urlpatterns = [
     # Prometheus's default metrics_path when Hot is mounted at the root; no trailing slash.
     path("metrics", metrics.metrics, name="metrics"),
     path("tokens/", token_views.token_list, name="token-list"),
+    path("alerts/", alert_views.alert_list, name="alerts"),
+    path("alerts/<str:name>/test/", alert_views.send_test_alert, name="alert-test"),
     path("tokens/<int:token_id>/revoke/", token_views.revoke, name="token-revoke"),
 ]

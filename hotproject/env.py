@@ -3,6 +3,7 @@
 Each takes a default that works for the embedded mode, so `hot dev` needs no configuration.
 """
 
+import json
 import os
 from typing import TypeVar
 from urllib.parse import parse_qsl, unquote, urlparse
@@ -94,3 +95,15 @@ def database_from_url(url: str) -> dict:
         "CONN_HEALTH_CHECKS": True,
         "OPTIONS": dict(parse_qsl(parsed.query, keep_blank_values=True)),
     }
+
+
+def env_json(name: str, default: object) -> object:
+    """A JSON value (a list of alert channels, say): malformed JSON stops start-up with an error
+    naming the variable."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{name} must be JSON ({exc})") from None

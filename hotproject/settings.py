@@ -8,7 +8,15 @@ from pathlib import Path
 
 from hotapp.conf import DEFAULTS as HOT_DEFAULTS
 from hotapp.conf import redis_channel_layer
-from hotproject.env import database_from_url, env_bool, env_float, env_int, env_list, env_str
+from hotproject.env import (
+    database_from_url,
+    env_bool,
+    env_float,
+    env_int,
+    env_json,
+    env_list,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("HOT_DATA_DIR", str(BASE_DIR / ".hot")))
@@ -182,7 +190,34 @@ HOT = {
         "HOT_METRICS_SETTLE_SECONDS", HOT_DEFAULTS["METRICS_SETTLE_SECONDS"], minimum=0
     ),
     "OTEL_EXPORT": env_bool("HOT_OTEL_EXPORT", HOT_DEFAULTS["OTEL_EXPORT"]),
+    "ALERT_CHANNELS": env_json("HOT_ALERT_CHANNELS", HOT_DEFAULTS["ALERT_CHANNELS"]),
+    "ALERT_BASE_URL": env_str("HOT_ALERT_BASE_URL", HOT_DEFAULTS["ALERT_BASE_URL"]),
+    "ALERT_RATE_LIMIT": env_int(
+        "HOT_ALERT_RATE_LIMIT", HOT_DEFAULTS["ALERT_RATE_LIMIT"], minimum=1
+    ),
+    "ALERT_RATE_WINDOW_SECONDS": env_float(
+        "HOT_ALERT_RATE_WINDOW_SECONDS", HOT_DEFAULTS["ALERT_RATE_WINDOW_SECONDS"], above=0
+    ),
+    "ALERT_TIMEOUT_SECONDS": env_float(
+        "HOT_ALERT_TIMEOUT_SECONDS", HOT_DEFAULTS["ALERT_TIMEOUT_SECONDS"], above=0
+    ),
+    "ALERT_MAX_ATTEMPTS": env_int(
+        "HOT_ALERT_MAX_ATTEMPTS", HOT_DEFAULTS["ALERT_MAX_ATTEMPTS"], minimum=1
+    ),
+    "ALERT_RETRY_DELAY_SECONDS": env_float(
+        "HOT_ALERT_RETRY_DELAY_SECONDS", HOT_DEFAULTS["ALERT_RETRY_DELAY_SECONDS"], minimum=0
+    ),
+    "ALERT_QUEUE": env_str("HOT_ALERT_QUEUE") or None,
+    "ALERT_FROM_EMAIL": env_str("HOT_ALERT_FROM_EMAIL") or None,
 }
+
+# Alert mails (HOT_ALERT_CHANNELS with "email") go through Django's mail: SMTP at EMAIL_HOST.
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hot@localhost")
 
 LOGGING = {
     "version": 1,

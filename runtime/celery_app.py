@@ -54,3 +54,10 @@ def run_bulk(operation_id: str) -> None:
     from runtime import bulk
 
     bulk.execute(operation_id, slice_seconds=bulk.SLICE_SECONDS)
+
+
+@shared_task(**DOORBELL, name="hot.deliver_alerts")
+def deliver_alerts() -> None:
+    from runtime import alert_delivery
+
+    alert_delivery.deliver_due()

@@ -30,7 +30,16 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from hotapp.conf import hot_settings
-from hotapp.models import TASK_TERMINAL_STATUSES, TERMINAL_STATUSES, Event, Run, Task, TaskWait
+from hotapp.models import (
+    TASK_TERMINAL_STATUSES,
+    TERMINAL_STATUSES,
+    AlertDelivery,
+    DeliveryStatus,
+    Event,
+    Run,
+    Task,
+    TaskWait,
+)
 from runtime import registry
 from runtime.db import with_db_retry
 
@@ -53,6 +62,7 @@ class Purged:
     runs: int = 0  #: runs, every attempt of those chains and the attempts of purged tasks
     tasks: int = 0
     events: int = 0
+    alerts: int = 0  #: alert deliveries that ended (sent, failed, suppressed)
     batches: int = 0
     is_complete: bool = True  #: False: the pass stopped at max_batches with work left
 
@@ -62,8 +72,8 @@ class Purged:
     def __str__(self) -> str:
         more = "" if self.is_complete else "; more is due, left for the next pass"
         return (
-            f"{self.runs} runs ({self.chains} chains), {self.tasks} tasks, {self.events} events "
-            f"in {self.batches} batches{more}"
+            f"{self.runs} runs ({self.chains} chains), {self.tasks} tasks, {self.events} events, "
+            f"{self.alerts} alert deliveries in {self.batches} batches{more}"
         )
 
 
@@ -106,6 +116,7 @@ def purge(
     limit = cutoff(settings["RETENTION_DAYS"], now)
     if limit is not None:
         sources.append(_unhandled_events(limit, batch, dry_run, purged))
+        sources.append(_alert_deliveries(limit, batch, dry_run, purged))
     # One batch of each source in turn; a source is done when a batch finds nothing more.
     while sources:
         for source in list(sources):
@@ -118,7 +129,7 @@ def purge(
 
 
 def _logged(purged: Purged, dry_run: bool) -> Purged:
-    if purged.runs or purged.tasks or purged.events or not purged.is_complete:
+    if purged.runs or purged.tasks or purged.events or purged.alerts or not purged.is_complete:
         logger.info(
             "%s %s",
             "purge (dry run) would delete" if dry_run else "purged",
@@ -339,6 +350,32 @@ def _unhandled_events(limit: datetime, batch: int, dry_run: bool, purged: Purged
             return
         purged.batches += 1
         purged.events += deleted
+        if deleted < batch:
+            return
+        yield None
+
+
+def _alert_deliveries(limit: datetime, batch: int, dry_run: bool, purged: Purged) -> Iterator[None]:
+    """Alert deliveries that ended before the global cutoff (their history on the alerts page),
+    oldest first by alert_created_idx; one still on its way is kept whatever its age."""
+    ended = AlertDelivery.objects.filter(created_at__lt=limit).exclude(
+        status__in=[DeliveryStatus.PENDING, DeliveryStatus.SENDING]
+    )
+    if dry_run:
+        purged.alerts += ended.count()
+        return
+    while True:
+
+        def one_batch() -> int:
+            with transaction.atomic():
+                ids = list(ended.order_by("created_at", "id").values_list("id", flat=True)[:batch])
+                return AlertDelivery.objects.filter(id__in=ids).delete()[0]
+
+        deleted = with_db_retry(one_batch, "purge")
+        if not deleted:
+            return
+        purged.batches += 1
+        purged.alerts += deleted
         if deleted < batch:
             return
         yield None

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from hotapp.conf import hot_settings
 from hotapp.models import Run, RunStatus, Task, TaskStatus
-from runtime import bulk, dispatch, holds, retry_attempts, tasks
+from runtime import alerts, bulk, dispatch, holds, retry_attempts, tasks
 from runtime.exceptions import HotError, TaskTimedOut
 from runtime.executor import describe_error
 from runtime.transitions import transition
@@ -42,6 +42,7 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
         "timed_out": force_task_timeouts(now),
         "settled": tasks.settle_orphans(),
         "bulk_resumed": bulk.resume_stalled(now),
+        "alerts_rung": alerts.ring_if_due(now),
     }
 
 

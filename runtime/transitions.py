@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from hotapp.models import Run, RunStatus
+from runtime import alerts
 from runtime.live import runs_changed
 
 
@@ -18,7 +19,12 @@ def transition(runs: QuerySet, *, now: datetime | None = None, **fields) -> int:
     The filter is the guard against races: of two actors moving the same run, only the one whose
     UPDATE still matches the expected state changes it.
     """
-    changed = runs.update(updated_at=now or timezone.now(), **fields)
+    now = now or timezone.now()
+    # A run ending failed or cancelled raises its alerts in the same transaction (an outbox).
+    with alerts.recording(fields):
+        changed = runs.update(updated_at=now, **fields)
+        if changed:
+            alerts.record_transition(now, fields)
     if changed:
         runs_changed()
     return changed
@@ -56,4 +62,5 @@ def write_claimed(runs: Sequence[Run], fields: list[str], token: str, now: datet
         changed = {meta.pk.to_python(value) for (value,) in cursor.fetchall()}
     if changed:
         runs_changed()
+        alerts.record_claimed(runs, changed)
     return changed

@@ -53,6 +53,7 @@ def test_hot_sweep_prints_what_it_did():
         "timed_out": 0,
         "settled": 0,
         "bulk_resumed": 0,
+        "alerts_rung": 0,
     }
 
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from hotapp.ids import uuid7
 from hotapp.models import (
+    AlertDelivery,
     AuditEntry,
     Event,
     Run,
@@ -247,6 +248,21 @@ def test_old_unhandled_events_go_after_the_default():
 
     assert retention.purge(NOW).events == 1
     assert not exists(old) and exists(recent)
+
+
+def test_old_alert_deliveries_go_after_the_default_unless_still_on_their_way():
+    def delivery(days_old: float, status: str) -> AlertDelivery:
+        return AlertDelivery.objects.create(
+            channel="ops", kind="failed", chain_id=uuid7(), status=status, created_at=ago(days_old)
+        )
+
+    old_sent, old_failed = delivery(31, "sent"), delivery(31, "failed")
+    old_pending, recent = delivery(31, "pending"), delivery(1, "sent")
+
+    assert retention.purge(NOW, dry_run=True).alerts == 2
+    assert retention.purge(NOW).alerts == 2
+    assert not exists(old_sent) and not exists(old_failed)
+    assert exists(old_pending) and exists(recent)
 
 
 def test_a_dry_run_counts_and_deletes_nothing():

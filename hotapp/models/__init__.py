@@ -6,6 +6,14 @@ module per area; everything is importable from `hotapp.models`.
 """
 
 from hotapp.models.access import ApiToken, AuditAction, AuditEntry, Via
+from hotapp.models.alerts import (
+    RATE_LIMITED_KINDS,
+    UNDELIVERED_STATUSES,
+    AlertChannelLock,
+    AlertDelivery,
+    AlertKind,
+    DeliveryStatus,
+)
 from hotapp.models.bulk import BULK_FINISHED_STATUSES, BulkKind, BulkOperation, BulkStatus
 from hotapp.models.runs import (
     ACTIVE_STATUSES,
@@ -32,6 +40,12 @@ from hotapp.models.tasks import (
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "RATE_LIMITED_KINDS",
+    "UNDELIVERED_STATUSES",
+    "AlertChannelLock",
+    "AlertDelivery",
+    "AlertKind",
+    "DeliveryStatus",
     "BULK_FINISHED_STATUSES",
     "TASK_TERMINAL_STATUSES",
     "TERMINAL_STATUSES",
