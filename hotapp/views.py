@@ -182,6 +182,10 @@ def event_detail(request: HttpRequest, event_id) -> HttpResponse:
             "runs": runs,
             "graph": stream_graph(event.stream_id, event.id),
             "is_held": any(r.status == "queued" and r.wait_reason == "delay" for r in runs),
+            # Cancelled while held: the hold's reason stays on the run.
+            "is_delivery_cancelled": any(
+                r.status == "cancelled" and r.wait_reason == "delay" for r in runs
+            ),
             "can_operate": request.user.has_perm("hotapp.operate_run"),
         },
     )

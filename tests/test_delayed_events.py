@@ -145,6 +145,7 @@ def test_the_runs_list_and_the_event_page_show_the_hold_and_cancel_it(alice_clie
 
     response = alice_client.post(f"/events/{event_id}/cancel/", follow=True)
     assert "Delivery cancelled: 1 held run(s) cancelled." in response.content.decode()
+    assert "cancelled before delivery; was due" in response.content.decode()
     assert Run.objects.get(event_id=event_id).status == RunStatus.CANCELLED
 
 
