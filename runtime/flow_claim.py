@@ -63,6 +63,12 @@ def claim_flow(token: str, size: int) -> list[Run]:
     handlers = registry.flow_limited()
     if not handlers:
         return []
+    # One look for which functions have ready runs at all, before any lock: a worker whose
+    # fast path runs dry asks this, and most of the time the answer is none.
+    ready = _ready_functions([handler.name for handler in handlers])
+    handlers = [handler for handler in handlers if handler.name in ready]
+    if not handlers:
+        return []
     # Each call starts at another function, so one busy function does not starve the others.
     start = next(_turn) % len(handlers)
     claimed: list[Run] = []
@@ -71,6 +77,20 @@ def claim_flow(token: str, size: int) -> list[Run]:
             break
         claimed += _claim_function(handler, token, size - len(claimed))
     return claimed
+
+
+def _ready_functions(names: list[str]) -> set[str]:
+    # One probe of run_flow_ready_idx per function.
+    row = "(%s::varchar)" if connection.vendor == "postgresql" else "(%s)"
+    table = _table()
+    sql = (
+        f"SELECT v.column1 FROM (VALUES {', '.join([row] * len(names))}) AS v WHERE EXISTS ("
+        f"SELECT 1 FROM {table} WHERE function = v.column1 AND status = %s "
+        "AND available_at IS NULL AND flow_key IS NOT NULL)"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*names, str(RunStatus.QUEUED)])
+        return {name for (name,) in cursor.fetchall()}
 
 
 def _claim_function(handler: Handler, token: str, size: int) -> list[Run]:
