@@ -154,48 +154,58 @@ def _claim_round(handler: Handler, token: str, size: int) -> tuple[list[Run], in
 
 
 def _candidates(handler: Handler, now: datetime) -> list[tuple]:
-    """The function's first ready runs in queue order, each with its key's running runs and
-    its starts in the rate window (and the oldest of them), in one statement."""
-    flow, table = handler.flow, _table()
-    queued, running = str(RunStatus.QUEUED), str(RunStatus.RUNNING)
-    params: list[Any] = [handler.name, queued, CANDIDATES]
-    ctes = [
+    """The function's first ready runs in queue order, each with its key's running runs, its
+    starts in the rate window and the oldest of those."""
+    table = _table()
+    with connection.cursor() as cursor:
         # Served by run_flow_ready_idx.
-        f"cand AS (SELECT id, flow_key, priority, created_at FROM {table} "
-        "WHERE function = %s AND status = %s AND available_at IS NULL AND flow_key IS NOT NULL "
-        "ORDER BY priority DESC, created_at, id LIMIT %s)",
-        "keys AS (SELECT DISTINCT flow_key FROM cand)",
-    ]
-    busy, started = "0", "0, NULL"
-    joins = ""
-    if flow.concurrency:
-        # Served by run_flow_running_idx, one probe per key.
-        ctes.append(
-            f"busy AS (SELECT r.flow_key, COUNT(*) AS n FROM {table} r JOIN keys "
-            "ON r.flow_key = keys.flow_key WHERE r.function = %s AND r.status = %s "
-            "GROUP BY r.flow_key)"
+        cursor.execute(
+            f"SELECT id, flow_key FROM {table} WHERE function = %s AND status = %s "
+            "AND available_at IS NULL AND flow_key IS NOT NULL "
+            "ORDER BY priority DESC, created_at, id LIMIT %s",
+            [handler.name, str(RunStatus.QUEUED), CANDIDATES],
         )
-        params += [handler.name, running]
-        busy = "COALESCE(busy.n, 0)"
-        joins += " LEFT JOIN busy ON busy.flow_key = cand.flow_key"
+        rows = cursor.fetchall()
+    stats = _key_stats(handler, sorted({key for _, key in rows}), now)
+    return [(run_id, key, *stats[key]) for run_id, key in rows]
+
+
+def _key_stats(handler: Handler, keys: list[str], now: datetime) -> dict[str, tuple]:
+    """(running runs, starts in the rate window, oldest of them) per key, in one statement of
+    index probes per key: correlated subqueries, so the plan does not hang on statistics (a
+    join planned for one row once re-read every start in the window per candidate)."""
+    flow, table = handler.flow, _table()
+    if not keys or not (flow.concurrency or flow.rate_count):
+        return dict.fromkeys(keys, (0, 0, None))
+    row = "(%s::text)" if connection.vendor == "postgresql" else "(%s)"
+    columns, params = [], []
+    if flow.concurrency:
+        # Served by run_flow_running_idx.
+        columns.append(
+            f"(SELECT COUNT(*) FROM {table} r WHERE r.function = %s "
+            "AND r.flow_key = v.column1 AND r.status = %s)"
+        )
+        params += [handler.name, str(RunStatus.RUNNING)]
+    else:
+        columns.append("0")
     if flow.rate_count:
         # Served by run_flow_started_idx: a sliding window over started_at, so every start
         # counts, whatever became of the run (a failed attempt's retry is a start of its own).
-        ctes.append(
-            f"recent AS (SELECT r.flow_key, COUNT(*) AS n, MIN(r.started_at) AS oldest "
-            f"FROM {table} r JOIN keys ON r.flow_key = keys.flow_key "
-            "WHERE r.function = %s AND r.started_at > %s GROUP BY r.flow_key)"
-        )
-        params += [handler.name, _prep("started_at", now - timedelta(seconds=flow.rate_seconds))]
-        started = "COALESCE(recent.n, 0), recent.oldest"
-        joins += " LEFT JOIN recent ON recent.flow_key = cand.flow_key"
+        since = _prep("started_at", now - timedelta(seconds=flow.rate_seconds))
+        for aggregate in ("COUNT(*)", "MIN(r.started_at)"):
+            columns.append(
+                f"(SELECT {aggregate} FROM {table} r WHERE r.function = %s "
+                "AND r.flow_key = v.column1 AND r.started_at > %s)"
+            )
+            params += [handler.name, since]
+    else:
+        columns += ["0", "NULL"]
     sql = (
-        f"WITH {', '.join(ctes)} SELECT cand.id, cand.flow_key, {busy}, {started} FROM cand"
-        f"{joins} ORDER BY cand.priority DESC, cand.created_at, cand.id"
+        f"SELECT v.column1, {', '.join(columns)} FROM (VALUES {', '.join([row] * len(keys))}) AS v"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+        cursor.execute(sql, [*params, *keys])
+        return {key: tuple(values) for key, *values in cursor.fetchall()}
 
 
 def _as_datetime(value: Any) -> datetime | None:
