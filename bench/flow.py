@@ -63,7 +63,9 @@ def main() -> None:
         with harness.workers(concurrency=args.concurrency):
             harness.wait_until(lambda: Run.objects.exclude(started_at=None).exists(), 60, 0.005)
             start = time.perf_counter()
-            end = harness.wait_until(lambda: done.count() == args.runs, timeout=900, poll=0.05)
+            end = harness.wait_until(
+                lambda done=done: done.count() == args.runs, timeout=900, poll=0.05
+            )
         # Each poll of this process is a transaction too: counted out (two per poll, roughly).
         spent = commits() - before
         seconds = end - start

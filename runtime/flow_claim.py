@@ -31,7 +31,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from hotapp.models import Run, RunStatus, WaitReason
-from runtime import dispatch, registry
+from runtime import registry
 from runtime.live import runs_changed
 from runtime.registry import Handler
 
@@ -253,8 +253,12 @@ def _hold(holds: Sequence[tuple[Any, str, datetime]], now: datetime) -> None:
 
 def free_slots(runs: Sequence[Run]) -> None:
     """Inside the transaction that ends `runs` (executor.complete): for each finished run of a
-    concurrency-limited function, let the first run held for its key's slot go, and ring for
-    it once committed. Nothing at all for runs without a flow_key (the fast path)."""
+    concurrency-limited function, let the first run held for its key's slot go. Nothing at all
+    for runs without a flow_key (the fast path).
+
+    No doorbell: the worker committing this goes on draining (executor.drain), so its next
+    claim takes the run at once; a worker that stops rings on its way out, and should it die
+    the sweeper rings for the run (its queued_at is now)."""
     ended = Counter(
         (run.function, run.flow_key)
         for run in runs
@@ -286,7 +290,6 @@ def free_slots(runs: Sequence[Run]) -> None:
             released += [Run._meta.pk.to_python(value) for (value,) in cursor.fetchall()]
     if released:
         runs_changed()
-        dispatch.enqueue_on_commit(released)
 
 
 def replace_debounced(runs: Sequence[Run]) -> None:

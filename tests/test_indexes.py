@@ -125,7 +125,9 @@ def captured_plans(action) -> list[str]:
     with CaptureQueriesContext(connection) as queries:
         action()
     statements = [
-        q["sql"] for q in queries.captured_queries if q["sql"].startswith(("WITH", "UPDATE"))
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith(("WITH", "UPDATE", "SELECT")) and "advisory" not in q["sql"]
     ]
     return [sql_plan(sql.replace("%", "%%"), []) for sql in statements]
 
