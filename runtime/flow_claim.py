@@ -23,7 +23,7 @@ import itertools
 import math
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
@@ -213,7 +213,7 @@ def _as_datetime(value: Any) -> datetime | None:
         return value
     parsed = parse_datetime(str(value))  # SQLite hands back text
     if parsed is not None and timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed
 
 
