@@ -19,7 +19,7 @@ from hotapp.models import (
     Trigger,
     WaitReason,
 )
-from runtime import audit, dispatch, registry, retry_attempts
+from runtime import audit, dispatch, flow, registry, retry_attempts
 from runtime.audit import Actor
 from runtime.exceptions import EventNotFound, InvalidTransition, RunNotFound
 from runtime.live import runs_changed
@@ -71,8 +71,17 @@ def rerun(run_id: str | uuid.UUID, actor: Actor | None = None) -> Run:
         raise InvalidTransition(TASK_ATTEMPT)
     handler = registry.handler_named(run.function)
     now = timezone.now()
+    # Under the handler's flow control as it is now (its limits, its priority), but never held
+    # for a debounce: a person asked for this run.
+    flow_key, priority = (
+        flow.columns(handler.flow, run.event_id, run.event_type, run.input)
+        if handler
+        else (run.flow_key, run.priority)
+    )
     with transaction.atomic():
         fresh = Run.objects.create(
+            priority=priority,
+            flow_key=flow_key,
             function=run.function,
             trigger=Trigger.MANUAL,
             event_id=run.event_id,

@@ -13,7 +13,7 @@ from django.utils import timezone
 from hotapp.conf import hot_settings
 from hotapp.ids import uuid7
 from hotapp.models import Event, Run, RunStatus, Trigger, WaitReason
-from runtime import dispatch
+from runtime import dispatch, flow, flow_claim
 from runtime.context import PendingEvent, current_run
 from runtime.db import insert_together
 from runtime.holds import parse_delay
@@ -81,15 +81,22 @@ def persist_events(sent: Sent, *also: Sequence[Model], keep: int = 0, token: str
     the event's own id.
     """
     events, runs = event_rows(sent)
-    # A delayed event's runs are held, never kept.
-    kept = [run for run in runs if run.available_at is None][:keep]
+    # A delayed event's runs are held, never kept; a flow-controlled run is claimed within its
+    # limits (runtime.flow_claim), never kept either.
+    kept = [run for run in runs if run.available_at is None and run.flow_key is None][:keep]
     if kept:
         now = timezone.now()
         lease = now + timedelta(seconds=hot_settings()["RUN_LEASE_SECONDS"])
         for run in kept:
             run.status, run.claimed_by = RunStatus.RUNNING, token
             run.started_at, run.lease_expires_at = now, lease
-    insert_together(*also, events, runs)
+    if any(run.wait_reason == WaitReason.DEBOUNCE for run in runs):
+        # A debounced run replaces its key's earlier one: the two writes commit together.
+        with transaction.atomic(savepoint=False):
+            flow_claim.replace_debounced(runs)
+            insert_together(*also, events, runs)
+    else:
+        insert_together(*also, events, runs)
     # Held runs (a delayed event's) get their doorbell when runtime.holds releases them.
     dispatch.enqueue_on_commit(
         [run.id for run in runs if run.available_at is None and run.status == RunStatus.QUEUED]
@@ -119,25 +126,33 @@ def event_rows(sent: Sent) -> tuple[list[Event], list[Run]]:
                 deliver_at=item.deliver_at,
             )
         )
-        held = item.deliver_at is not None
-        runs.extend(
-            Run(
-                function=handler.name,
-                trigger=Trigger.EVENT,
-                event_id=item.id,
-                event_type=item.type,
-                stream_id=stream,
-                input=item.data,
-                status=RunStatus.QUEUED,
-                retry_policy=handler.retry.as_dict(),
-                created_at=now,
-                updated_at=now,
-                queued_at=now,
-                available_at=item.deliver_at,
-                wait_reason=WaitReason.DELAY if held else "",
+        for handler in handlers:
+            flow_key, priority = flow.columns(handler.flow, item.id, item.type, item.data)
+            available_at, reason = item.deliver_at, WaitReason.DELAY if item.deliver_at else ""
+            if handler.flow.debounce_seconds is not None:
+                # Held for the debounce from when the event is due: a later event for the key
+                # replaces this run meanwhile (runtime.flow_claim.replace_debounced).
+                debounce = timedelta(seconds=handler.flow.debounce_seconds)
+                available_at, reason = (item.deliver_at or now) + debounce, WaitReason.DEBOUNCE
+            runs.append(
+                Run(
+                    function=handler.name,
+                    trigger=Trigger.EVENT,
+                    event_id=item.id,
+                    event_type=item.type,
+                    stream_id=stream,
+                    input=item.data,
+                    status=RunStatus.QUEUED,
+                    retry_policy=handler.retry.as_dict(),
+                    created_at=now,
+                    updated_at=now,
+                    queued_at=now,
+                    available_at=available_at,
+                    wait_reason=reason,
+                    priority=priority,
+                    flow_key=flow_key,
+                )
             )
-            for handler in handlers
-        )
     return events, runs
 
 

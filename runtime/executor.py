@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from hotapp.conf import hot_settings
 from hotapp.models import Run, RunStatus, RunTrace, TaskStatus, Trigger
-from runtime import dispatch, otel, registry, tasks
+from runtime import dispatch, flow_claim, otel, registry, tasks
 from runtime.context import Event, RunContext, Tick, activate
 from runtime.db import with_db_retry
 from runtime.events import persist_events
@@ -101,10 +101,12 @@ def _drain() -> int:
     token = _new_token()
     done = 0
     carried: list[Run] = []
+    flow_first = True
     while True:
         # Runs the last batch queued come back already claimed by this worker (its next
         # step of the same workflows); only with none does it claim from the queue.
-        runs = carried or with_db_retry(partial(claim_batch, token, _sizer.size()), "claim")
+        runs = carried or _claim(token, _sizer.size(), flow_first)
+        flow_first = False
         if not runs:
             return done
         more = time.monotonic() < deadline
@@ -114,6 +116,16 @@ def _drain() -> int:
             # More may be queued: hand the rest back to Celery rather than hold this child.
             dispatch.enqueue([runs[-1].id])
             return done
+
+
+def _claim(token: str, size: int, flow_first: bool) -> list[Run]:
+    """Claim from the queue: flow-controlled runs (runtime.flow_claim) first once per drain, so
+    a steady stream of other runs cannot starve them, then whenever the fast path has none.
+    Without flow-controlled handlers claim_flow returns at once, with no query."""
+    fast = partial(claim_batch, token, size)
+    flow = partial(flow_claim.claim_flow, token, size)
+    first, then = (flow, fast) if flow_first else (fast, flow)
+    return with_db_retry(first, "claim") or with_db_retry(then, "claim")
 
 
 def _new_token() -> str:
@@ -390,23 +402,26 @@ def claim(run_id: uuid.UUID, token: str) -> list[Run]:
     One conditional UPDATE: of two workers handed the same run, only one sees a row come back.
     """
     table = Run._meta.db_table
-    # A held run (a sleeping task, say) waits for its release, whatever doorbell comes.
+    # A held run (a sleeping task, say) waits for its release, whatever doorbell comes; a
+    # flow-controlled run may not skip its limits (runtime.flow_claim claims those).
     sql = (
         f"UPDATE {table} SET {_CLAIM_SET} "
-        "WHERE id = %s AND status = %s AND available_at IS NULL RETURNING *"
+        "WHERE id = %s AND status = %s AND available_at IS NULL AND flow_key IS NULL RETURNING *"
     )
     pk = Run._meta.pk.get_db_prep_value(run_id, connection)
     return _claimed(sql, [*_claim_params(token), pk, str(RunStatus.QUEUED)])
 
 
 def claim_batch(token: str, size: int) -> list[Run]:
-    """Atomically move up to `size` of the oldest queued runs (not task attempts, which have
-    their own queue, nor held runs) to running under `token`, in queue order.
+    """Atomically move up to `size` of the first queued runs (not task attempts, which have
+    their own queue, nor held runs, nor flow-controlled ones, runtime.flow_claim's) to running
+    under `token`, in queue order.
 
-    Queue order is creation order: the sweeper ringing again for a run (queued_at) must not
-    send it to the back of the queue. A run re-queued because its worker died is claimed
-    alone, when it is the oldest: a run that crashes its worker must not take the leases of
-    a batch down with it each time, spending their recovery budget as well as its own.
+    Queue order is priority (higher first), then creation order: the sweeper ringing again
+    for a run (queued_at) must not send it to the back of the queue. A run re-queued because
+    its worker died is claimed alone, when it is the first: a run that crashes its worker must
+    not take the leases of a batch down with it each time, spending their recovery budget as
+    well as its own.
 
     One statement. The candidates are locked once, in a CTE; on PostgreSQL SKIP LOCKED lets
     workers claiming at the same moment take different runs instead of waiting for each
@@ -416,11 +431,13 @@ def claim_batch(token: str, size: int) -> list[Run]:
     skip_locked = connection.features.has_select_for_update_skip_locked
     lock = " FOR UPDATE SKIP LOCKED" if skip_locked else ""
     sql = (
-        # Served by run_ready_idx (created_at, id) WHERE queued and not held.
-        f"WITH candidates AS (SELECT id, created_at, recovery_count FROM {table} "
-        "WHERE status = %s AND available_at IS NULL AND trigger <> %s "
-        f"ORDER BY created_at, id LIMIT %s{lock}), "
-        "head AS (SELECT id, recovery_count FROM candidates ORDER BY created_at, id LIMIT 1) "
+        # Served by run_ready_idx (priority DESC, created_at, id) WHERE queued, not held and
+        # not flow-controlled.
+        f"WITH candidates AS (SELECT id, priority, created_at, recovery_count FROM {table} "
+        "WHERE status = %s AND available_at IS NULL AND flow_key IS NULL AND trigger <> %s "
+        f"ORDER BY priority DESC, created_at, id LIMIT %s{lock}), "
+        "head AS (SELECT id, recovery_count FROM candidates "
+        "ORDER BY priority DESC, created_at, id LIMIT 1) "
         f"UPDATE {table} SET {_CLAIM_SET} WHERE status = %s AND id IN ("
         "SELECT candidates.id FROM candidates, head WHERE CASE WHEN head.recovery_count > 0 "
         "THEN candidates.id = head.id ELSE candidates.recovery_count = 0 END) RETURNING *"
@@ -428,7 +445,7 @@ def claim_batch(token: str, size: int) -> list[Run]:
     queued = str(RunStatus.QUEUED)
     params = [queued, str(Trigger.TASK), size, *_claim_params(token), queued]
     runs = _claimed(sql, params)
-    runs.sort(key=lambda run: (run.created_at, run.id))
+    runs.sort(key=lambda run: (-run.priority, run.created_at, run.id))
     return runs
 
 
@@ -470,6 +487,7 @@ def complete(outcomes: list[Outcome], token: str, keep: int = 0) -> list[Run]:
             for pending in outcome.ctx.outbox
         ]
         mine = persist_events(sent, traces, keep=keep, token=token)
+        flow_claim.free_slots([outcome.run for outcome in kept])
         for outcome in kept:
             _after(outcome)
         otel.export_on_commit(kept)  # OpenTelemetry spans after the commit, if HOT["OTEL_EXPORT"]

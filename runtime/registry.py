@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runtime.exceptions import DuplicateHandler
+from runtime.flow import NO_FLOW, FlowControl, flow_control
 from runtime.payloads import validate_event_type
 from runtime.retry_policy import Retry, as_policy
 
@@ -27,6 +28,7 @@ class Handler:
     options: dict[str, Any] = field(default_factory=dict, compare=False)
     #: days its finished runs are kept (runtime/retention.py); None: HOT["RETENTION_DAYS"]
     retention_days: float | None = None
+    flow: FlowControl = NO_FLOW  #: concurrency, rate limit, debounce, priority (runtime.flow)
 
 
 def check_retention_days(days: float | None) -> float | None:
@@ -56,6 +58,11 @@ def on_event(
     retry: int | Retry | None = None,
     name: str | None = None,
     trace: bool = True,
+    concurrency: int | None = None,
+    key: str | None = None,
+    rate_limit: str | None = None,
+    debounce: Any = None,
+    priority: int | str = 0,
     retention_days: float | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Run the decorated function for every event of `event_type`.
@@ -63,16 +70,38 @@ def on_event(
     The function receives one argument, the event (`event.data`, `event.type`, `event.id`).
     `retry` is a number of retries or a `Retry` policy. Several handlers may subscribe to one
     type; each gets its own run. Stacked decorators subscribe one function to several types
-    (one run per event; they must agree on `retry`, `trace` and `retention_days`).
+    (one run per event; they must agree on every option).
     `retention_days` keeps its finished runs that long instead of HOT["RETENTION_DAYS"].
+
+    Flow control, enforced in the database across every worker (runtime.flow):
+    `concurrency` (most runs running at once), `rate_limit` ("10/m": most runs started in any
+    such window), `debounce` ("5s": each run waits this long, and a later event for the same
+    key replaces it, so the last event's run is the one that runs), all counted per value of
+    `key` (a dotted path into the event, "data.customer_id") or for the whole handler; and
+    `priority` (a number or a path like "data.priority"; higher runs first, default 0).
     """
     validate_event_type(event_type)
     policy = as_policy(retry)
     keep = check_retention_days(retention_days)
+    flow = flow_control(
+        concurrency=concurrency,
+        key=key,
+        rate_limit=rate_limit,
+        debounce=debounce,
+        priority=priority,
+    )
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         register(
-            Handler(handler_name(fn, name), fn, event_type, policy, trace, retention_days=keep)
+            Handler(
+                handler_name(fn, name),
+                fn,
+                event_type,
+                policy,
+                trace,
+                retention_days=keep,
+                flow=flow,
+            )
         )
         return fn
 
@@ -112,10 +141,15 @@ def _subscribe_again(old: Handler, new: Handler) -> None:
             f"{new.name} is already registered as a {old.kind} handler with other settings; "
             "give the other registration a name of its own (name=...)"
         )
-    if (new.retry, new.trace, new.retention_days) != (old.retry, old.trace, old.retention_days):
+    if (new.retry, new.trace, new.retention_days, new.flow) != (
+        old.retry,
+        old.trace,
+        old.retention_days,
+        old.flow,
+    ):
         raise DuplicateHandler(
-            f"{new.name} is subscribed to {new.event_type!r} with other retry or trace settings "
-            "(or retention) "
+            f"{new.name} is subscribed to {new.event_type!r} with other retry, trace, retention "
+            "or flow settings "
             f"than to {old.event_type!r}; a handler has one policy: give this subscription a "
             "name of its own (name=...)"
         )
@@ -153,6 +187,11 @@ def handler_named(name: str) -> Handler | None:
 
 def handlers_for(event_type: str) -> tuple[Handler, ...]:
     return _by_event.get(event_type, ())
+
+
+def flow_limited() -> list[Handler]:
+    """The handlers whose runs carry a flow_key (claimed by runtime.flow_claim), by name."""
+    return [h for h in all_handlers("event") if h.flow.is_limited]
 
 
 def subscribed_event_types() -> list[str]:

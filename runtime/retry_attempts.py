@@ -109,6 +109,9 @@ def _attempt_after(previous: Run, now: datetime) -> Run:
         attempt=previous.attempt + 1,
         origin_run_id=previous.origin_run_id or previous.id,
         retry_policy=previous.retry_policy,
+        # The same limits and place in the queue as the attempt it repeats (runtime.flow).
+        priority=previous.priority,
+        flow_key=previous.flow_key,
         task_id=previous.task_id,
         schedule_id=previous.schedule_id,
         scheduled_at=previous.scheduled_at,

@@ -18,7 +18,7 @@ from django.db import connection
 from django.utils import timezone
 
 from hotapp.models import Run, RunStatus
-from runtime import dispatch, executor, retry_attempts
+from runtime import dispatch, executor, flow_claim, retry_attempts
 from runtime.celery_app import app as celery_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,6 +184,9 @@ def drain(max_rounds: int = 50) -> None:
             return
         for run_id in queued:
             executor.execute(run_id)
+        # Flow-controlled runs are claimed within their limits, never by id.
+        while flow_runs := flow_claim.claim_flow("conftest.drain", 20):
+            executor._run_batch(flow_runs, "conftest.drain")
         # Due now, whatever the policy's delay.
         Run.objects.filter(id__in=pending).update(next_retry_at=timezone.now())
         for run_id in pending:

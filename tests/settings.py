@@ -13,7 +13,8 @@ os.environ["DATABASE_URL"] = os.environ.get(
 os.environ["REDIS_URL"] = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault(
     "HOT_HANDLER_MODULES",
-    "hotapp.demo.handlers,tests.handlers,tests.trace_handlers,tests.task_handlers",
+    "hotapp.demo.handlers,tests.handlers,tests.trace_handlers,tests.task_handlers,"
+    "tests.flow_handlers",
 )
 
 from hotproject.settings import *  # noqa: E402,F403

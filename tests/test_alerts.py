@@ -463,7 +463,7 @@ def test_hot_dev_delivers_an_alert_on_sqlite(tmp_path, receiver):
             check=True,
             capture_output=True,
         )
-        wait_for(lambda: receiver.received, timeout=60, what="hot dev to post the alert")
+        wait_for(lambda: receiver.received, timeout=120, what="hot dev to post the alert")
         body = receiver.received[0].body
         assert (body["kind"], body["run"]["attempt"]) == ("failed", 3)
         with sqlite3.connect(tmp_path / "hot.sqlite3") as conn:

@@ -116,3 +116,42 @@ def test_a_live_check_reads_the_rows_changed_from_their_stamps_index(
     changed = feed.changed(filters, timezone.now() - timedelta(seconds=2), 51)
     text = sql_plan(*changed) if isinstance(changed, tuple) else plan(changed)
     assert all(index in text for index in indexes), text
+
+
+def captured_plans(action) -> list[str]:
+    """The plan of each SELECT/UPDATE that `action` runs, with sequential scans off."""
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        action()
+    statements = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith(("WITH", "UPDATE", "SELECT")) and "advisory" not in q["sql"]
+    ]
+    return [sql_plan(sql.replace("%", "%%"), []) for sql in statements]
+
+
+def test_the_fast_claim_reads_only_runs_without_flow_control_in_priority_order():
+    from runtime import executor, send
+
+    send("test:downstream", {})
+    send("flow:one-at-a-time", {"key": "a"})
+    (claim,) = captured_plans(lambda: executor.claim_batch("w", 10))
+    assert "run_ready_idx" in claim and "Sort" not in claim.split("run_ready_idx")[0]
+
+
+def test_each_statement_of_a_flow_claim_reads_its_index():
+    from runtime import executor, send
+    from runtime.flow_claim import claim_flow
+
+    for key in ("a", "a", "b"):
+        send("flow:one-at-a-time", {"key": key})
+    for n in range(4):
+        send("flow:rated", {"n": n})
+    plans = "\n".join(captured_plans(lambda: claim_flow("w", 10)))
+    for index in ("run_flow_ready_idx", "run_flow_running_idx", "run_flow_started_idx"):
+        assert index in plans
+    running = list(Run.objects.filter(status="running", flow_key="a"))
+    freeing = captured_plans(lambda: executor._run_batch(running, running[0].claimed_by))
+    assert any("run_flow_queued_idx" in plan for plan in freeing)

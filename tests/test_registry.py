@@ -76,7 +76,7 @@ def test_two_functions_under_one_name_are_refused_at_import_asking_for_a_name():
 
 
 def test_one_function_cannot_have_two_retry_policies():
-    with pytest.raises(DuplicateHandler, match="retry or trace"):
+    with pytest.raises(DuplicateHandler, match="retry, trace, retention or flow"):
 
         @on_event("policy:a", retry=3)
         @on_event("policy:b", retry=Retry(1))

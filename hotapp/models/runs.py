@@ -146,6 +146,14 @@ class Run(models.Model):
         max_length=16, choices=WaitReason.choices, blank=True, default="", db_default=""
     )
 
+    # Queue order is priority (higher first), then age: the handler's priority option, evaluated
+    # for the run's event (runtime.flow). db_default: rows inserted in SQL (bench/) get it.
+    priority = models.SmallIntegerField(default=0, db_default=0)
+    # Flow control (runtime.flow): null for a handler without a concurrency limit, rate limit or
+    # debounce, whose runs the fast path claims (run_ready_idx); otherwise the value of its key
+    # for this run's event ('' without a key), which its limits count by (runtime.flow_claim).
+    flow_key = models.TextField(null=True, blank=True)
+
     # Crash recovery: the claiming worker's token and the time its claim lapses unless renewed.
     claimed_by = models.CharField(max_length=200, blank=True, default="")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
@@ -213,13 +221,45 @@ class Run(models.Model):
             models.Index(fields=["stream_id"], name="run_stream_idx"),
             # Live updates: runs changed since a dashboard's cursor.
             models.Index(fields=["updated_at"], name="run_updated_idx"),
-            # Workers' claim (executor.claim_batch): the oldest queued runs that are not held,
-            # WHERE status = 'queued' AND available_at IS NULL ORDER BY created_at, id. Only
-            # the claimable rows: held runs (a week of delayed events) are never walked past.
+            # Workers' claim (executor.claim_batch): the first queued runs that are not held
+            # and not flow-controlled, WHERE status = 'queued' AND available_at IS NULL AND
+            # flow_key IS NULL ORDER BY priority DESC, created_at, id. Only the claimable rows:
+            # held runs (a week of delayed events) are never walked past.
             models.Index(
-                fields=["created_at", "id"],
-                condition=Q(status="queued", available_at__isnull=True),
+                fields=["-priority", "created_at", "id"],
+                condition=Q(status="queued", available_at__isnull=True, flow_key__isnull=True),
                 name="run_ready_idx",
+            ),
+            # Flow-controlled claim (runtime.flow_claim), per function: WHERE function = %s AND
+            # status = 'queued' AND available_at IS NULL AND flow_key IS NOT NULL ORDER BY
+            # priority DESC, created_at, id LIMIT n.
+            models.Index(
+                fields=["function", "-priority", "created_at", "id"],
+                condition=Q(status="queued", available_at__isnull=True, flow_key__isnull=False),
+                name="run_flow_ready_idx",
+            ),
+            # A key's held runs (runtime.flow_claim): the next ones a finished run lets go
+            # (wait_reason = 'concurrency'), and the one a later event debounces away
+            # (wait_reason = 'debounce'): WHERE function = %s AND flow_key = %s AND status =
+            # 'queued' ORDER BY priority DESC, created_at, id.
+            models.Index(
+                fields=["function", "flow_key", "-priority", "created_at", "id"],
+                condition=Q(status="queued", flow_key__isnull=False),
+                name="run_flow_queued_idx",
+            ),
+            # The concurrency limit: runs running per key (runtime.flow_claim), WHERE function
+            # = %s AND flow_key = k AND status = 'running'.
+            models.Index(
+                fields=["function", "flow_key"],
+                condition=Q(status="running", flow_key__isnull=False),
+                name="run_flow_running_idx",
+            ),
+            # The rate limit: runs started per key in the window (runtime.flow_claim), WHERE
+            # function = %s AND flow_key = k AND started_at > now - window.
+            models.Index(
+                fields=["function", "flow_key", "started_at"],
+                condition=Q(flow_key__isnull=False, started_at__isnull=False),
+                name="run_flow_started_idx",
             ),
             # The scheduler's release of held runs that are due (runtime.holds.release_due):
             # WHERE status = 'queued' AND available_at <= now ORDER BY available_at.
