@@ -21,7 +21,7 @@ function in turn so that one busy function does not starve the others.
 """
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -190,33 +190,58 @@ CHAINS_SQL = CHAINS_SQL.replace("{terminal}", _IN["terminal"])
 def _chains(
     function: str, limit: datetime, batch: int, dry_run: bool, purged: Purged
 ) -> Iterator[None]:
-    cursor_at: tuple[Any, Any] | None = None
     when = connection.ops.adapt_datetimefield_value(limit)
+
+    def purge_batch(rows: list[tuple]) -> None:
+        heads = [row[0] for row in rows]
+        run_ids = heads + list(
+            Run.objects.filter(origin_run_id__in=heads).values_list("id", flat=True)
+        )
+        purged.chains += len(heads)
+        purged.runs += len(run_ids)
+        purged.events += _delete_runs(run_ids, dry_run)
+
+    return _keyset_batches(
+        CHAINS_SQL,
+        "h",
+        lambda keyset: [function, when, *keyset, *_TERMINAL, when, *_TERMINAL, when, batch],
+        purge_batch,
+        dry_run,
+        purged,
+    )
+
+
+def _keyset_batches(
+    sql: str,
+    alias: str,
+    params: Callable[[list], list],
+    purge_batch: Callable[[list[tuple]], None],
+    dry_run: bool,
+    purged: Purged,
+) -> Iterator[None]:
+    """Walk the rows `sql` selects (id, created_at), oldest first by keyset, a batch (its
+    LIMIT) at a time, each batch in its own transaction with its rows locked (SKIP LOCKED)
+    unless this is a dry run; `purge_batch` deletes (or counts) one. Yields after each batch
+    that found rows, so that purge() can take the sources in turn."""
+    after: tuple[Any, Any] | None = None
     while True:
 
-        def one_batch(after: tuple[Any, Any] | None = cursor_at) -> tuple[Any, Any] | None:
+        def one_batch(after: tuple[Any, Any] | None = after) -> tuple[Any, Any] | None:
             with transaction.atomic():
-                sql, keyset = _keyset(CHAINS_SQL, after, "h")
-                params = [function, when, *keyset, *_TERMINAL, when, *_TERMINAL, when, batch]
+                query, keyset = _keyset(sql, after, alias)
                 with connection.cursor() as cursor:
-                    cursor.execute(sql + ("" if dry_run else _lock()), params)
+                    cursor.execute(query + ("" if dry_run else _lock()), params(keyset))
                     rows = cursor.fetchall()
                 if not rows:
                     return None
-                heads = [row[0] for row in rows]
-                run_ids = heads + list(
-                    Run.objects.filter(origin_run_id__in=heads).values_list("id", flat=True)
-                )
-                purged.chains += len(heads)
-                purged.runs += len(run_ids)
-                purged.events += _delete_runs(run_ids, dry_run)
+                purge_batch(rows)
                 return (rows[-1][1], rows[-1][0])
 
-        cursor_at_next = with_db_retry(one_batch, "purge")
-        if cursor_at_next is None:
+        reached = with_db_retry(one_batch, "purge")
+        if reached is None:
             return
         purged.batches += 1  # only batches that found rows count against the budget
-        cursor_at = cursor_at_next
+        after = reached
         yield None
 
 
@@ -291,37 +316,26 @@ def _keyset(sql: str, after: tuple[Any, Any] | None, alias: str) -> tuple[str, l
 
 
 def _tasks(name: str, limit: datetime, batch: int, dry_run: bool, purged: Purged) -> Iterator[None]:
-    cursor_at: tuple[Any, Any] | None = None
     when = connection.ops.adapt_datetimefield_value(limit)
-    while True:
 
-        def one_batch(after: tuple[Any, Any] | None = cursor_at) -> tuple[Any, Any] | None:
-            with transaction.atomic():
-                sql, keyset = _keyset(TASKS_SQL, after, "t")
-                params = [name, when, *keyset, *_TASK_TERMINAL, when, *_TERMINAL, when, batch]
-                with connection.cursor() as cursor:
-                    cursor.execute(sql + ("" if dry_run else _lock()), params)
-                    rows = cursor.fetchall()
-                if not rows:
-                    return None
-                task_ids = [row[0] for row in rows]
-                run_ids = list(
-                    Run.objects.filter(task_id__in=task_ids).values_list("id", flat=True)
-                )
-                purged.tasks += len(task_ids)
-                purged.runs += len(run_ids)
-                if not dry_run:
-                    # Attempts, checkpoints, messages and audit entries CASCADE from the task.
-                    purged.events += _delete_runs(run_ids, dry_run=False)
-                    Task.objects.filter(id__in=task_ids).only("id").delete()
-                return (rows[-1][1], rows[-1][0])
+    def purge_batch(rows: list[tuple]) -> None:
+        task_ids = [row[0] for row in rows]
+        run_ids = list(Run.objects.filter(task_id__in=task_ids).values_list("id", flat=True))
+        purged.tasks += len(task_ids)
+        purged.runs += len(run_ids)
+        if not dry_run:
+            # Attempts, checkpoints, messages and audit entries CASCADE from the task.
+            purged.events += _delete_runs(run_ids, dry_run=False)
+            Task.objects.filter(id__in=task_ids).only("id").delete()
 
-        cursor_at_next = with_db_retry(one_batch, "purge")
-        if cursor_at_next is None:
-            return
-        purged.batches += 1  # only batches that found rows count against the budget
-        cursor_at = cursor_at_next
-        yield None
+    return _keyset_batches(
+        TASKS_SQL,
+        "t",
+        lambda keyset: [name, when, *keyset, *_TASK_TERMINAL, when, *_TERMINAL, when, batch],
+        purge_batch,
+        dry_run,
+        purged,
+    )
 
 
 def unhandled_events(limit: datetime) -> Any:

@@ -149,6 +149,27 @@ def worker_process(
         log.close()
 
 
+def on_sqlite(
+    args: list[str], data_dir: Path, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess:
+    """Run `python ARGS` from the checkout on the embedded default, as `hot dev` would: the
+    standalone project's settings, SQLite in `data_dir`, no PostgreSQL or Redis."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "HOT_HANDLER_MODULES")
+    }
+    clean.update(DJANGO_SETTINGS_MODULE="hotproject.settings", HOT_DATA_DIR=str(data_dir), **env)
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def wait_for(condition: Callable[[], object], timeout: float = 30, what: str = "condition"):
     """Poll until `condition()` is truthy; return its value."""
     deadline = time.monotonic() + timeout

@@ -2,12 +2,8 @@
 against rows of known statuses and times, on PostgreSQL and on SQLite; and who may read it."""
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.test import override_settings
@@ -16,8 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hotapp import metrics
 from hotapp.models import ApiToken, Run
+from tests.conftest import on_sqlite
 
-ROOT = Path(__file__).resolve().parent.parent
 A, B = "shop.handlers.charge", "shop.handlers.ship"
 
 
@@ -246,24 +242,7 @@ print(json.dumps({name: [[list(k), v] for k, v in s.items()] for name, s in samp
 
 
 def test_metrics_expose_the_same_known_rows_on_sqlite(tmp_path):
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "REDIS_URL", "HOT_HANDLER_MODULES")
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="hotproject.settings",
-        HOT_DATA_DIR=str(tmp_path),
-        ALLOWED_HOSTS="testserver",
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", SQLITE_SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = on_sqlite(["-c", SQLITE_SCRIPT], tmp_path, timeout=60, ALLOWED_HOSTS="testserver")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "hot.sqlite3").exists()  # it did run on SQLite
     raw = json.loads(done.stdout.splitlines()[-1])

@@ -6,17 +6,14 @@ fresh SQLite database, as `hot dev` has it (see tests/test_embedded.py).
 """
 
 import json
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 from django.utils import timezone
 
 from hotapp.models import Event, Run
 from hotapp.search import Search, SearchError, candidates
-from tests.conftest import ROOT
+from tests.conftest import on_sqlite
 
 
 def test_it_splits_key_value_terms_and_free_text():
@@ -160,25 +157,8 @@ print(json.dumps({path: {q: found(client, path, q) for q in SEARCHES} for path i
 
 @pytest.fixture(scope="module")
 def sqlite_results(tmp_path_factory) -> dict:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "REDIS_URL", "HOT_HANDLER_MODULES")
-    }
     data_dir = tmp_path_factory.mktemp("sqlite-search")
-    env.update(
-        DJANGO_SETTINGS_MODULE="hotproject.settings",
-        HOT_DATA_DIR=str(data_dir),
-        ALLOWED_HOSTS="testserver",
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", SQLITE_SCRIPT],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = on_sqlite(["-c", SQLITE_SCRIPT], data_dir, timeout=60, ALLOWED_HOSTS="testserver")
     assert done.returncode == 0, done.stderr
     assert (data_dir / "hot.sqlite3").exists()  # it did run on SQLite
     return json.loads(done.stdout.splitlines()[-1])

@@ -6,8 +6,6 @@ import logging
 import os
 import re
 import signal
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from django.utils import timezone
 from hotapp.models import Event, Run, RunStatus, Task, TaskStatus, TaskWait, WaitOutcome
 from runtime import holds, send, start, waits
 from tests import task_handlers
-from tests.conftest import drain, wait_for
+from tests.conftest import drain, on_sqlite, wait_for
 
 
 def lines(log: Path) -> list[str]:
@@ -331,20 +329,11 @@ def test_the_task_page_and_lists_show_what_a_waiting_task_waits_for(alice_client
 
 
 def test_the_embedded_default_on_sqlite_sleeps_durably(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(
-        DJANGO_SETTINGS_MODULE="hotproject.settings",
-        HOT_DATA_DIR=str(tmp_path),
-        HOT_HANDLER_MODULES="tests.handlers,tests.task_handlers",
-    )
     log = tmp_path / "log"
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.embedded_sleep", str(log)],
-        cwd=Path(__file__).resolve().parent.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = on_sqlite(
+        ["-m", "tests.embedded_sleep", str(log)],
+        tmp_path,
+        HOT_HANDLER_MODULES="tests.handlers,tests.task_handlers",
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1]) == {
