@@ -196,7 +196,10 @@ def test_a_held_run_shows_why_on_its_page_and_in_the_list(alice_client):
     page = alice_client.get(f"/runs/{waiting.id}/").content.decode()
     assert "concurrency limit is reached" in page
     listing = alice_client.get("/").content.decode()
-    assert "waiting: concurrency" in listing
+    assert (
+        'hold-concurrency" title="Its handler&#x27;s concurrency limit is reached">concurrency<'
+        in listing
+    )
 
 
 def flow_registered() -> list[str]:

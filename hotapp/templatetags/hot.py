@@ -119,11 +119,11 @@ def row_key(row) -> str:
 # What a held run is waiting for (runs list, run page); "{until}" is its available_at.
 HOLD_LABELS = {
     "delay": ("delayed", "Its event was sent with a delay; due {until}"),
-    "concurrency": ("waiting: concurrency", "Its handler's concurrency limit is reached"),
-    "rate_limit": ("waiting: rate limit", "Its handler's rate limit is spent until {until}"),
+    "concurrency": ("concurrency", "Its handler's concurrency limit is reached"),
+    "rate_limit": ("rate limit", "Its handler's rate limit is spent until {until}"),
     "debounce": ("debouncing", "A later event for its key may replace it until {until}"),
     "sleep": ("sleeping", "The task sleeps durably until {until}"),
-    "event": ("waiting for event", "The task waits for an event (timeout: {until})"),
+    "event": ("awaiting event", "The task waits for an event (timeout: {until})"),
 }
 
 
