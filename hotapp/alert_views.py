@@ -21,17 +21,9 @@ from hotapp.auth import OPERATE, operator_required, viewer_required
 from hotapp.conf import hot_settings
 from hotapp.filters import decode_cursor, encode_cursor
 from hotapp.models import AlertDelivery, DeliveryStatus
+from hotapp.models.alerts import DELIVERY_BADGES
 from hotapp.querysets import PAGE_SIZE
 from runtime import alerts
-
-# Each delivery status shown with the run badge of the same meaning.
-BADGES = {
-    DeliveryStatus.PENDING: "status-pending_retry",
-    DeliveryStatus.SENDING: "status-running",
-    DeliveryStatus.SENT: "status-succeeded",
-    DeliveryStatus.FAILED: "status-failed",
-    DeliveryStatus.SUPPRESSED: "status-cancelled",
-}
 
 
 class HistoryFilterForm(forms.Form):
@@ -74,7 +66,7 @@ def _channel_rows() -> list[dict]:
             "on": sorted(channel.on),
             "day": [
                 (status, counts[channel.name][status], badge)
-                for status, badge in BADGES.items()
+                for status, badge in DELIVERY_BADGES.items()
                 if counts.get(channel.name, {}).get(status)
             ],
             "last_sent_at": last_sent.get(channel.name),
@@ -106,8 +98,6 @@ def alert_list(request: HttpRequest) -> HttpResponse:
             params = request.GET.copy()
             params["after"] = encode_cursor(rows[-1].created_at, rows[-1].id)
             next_url = "?" + params.urlencode()
-    for row in rows:
-        row.badge = BADGES.get(DeliveryStatus(row.status), "")
     context = {
         "form": form,
         "errors": [e for errors in form.errors.values() for e in errors],

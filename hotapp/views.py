@@ -101,6 +101,8 @@ def run_context(request: HttpRequest, run: Run) -> dict:
         "can_operate": request.user.has_perm(OPERATE),
         "is_terminal": run.status in TERMINAL_STATUSES,
         "history": AuditEntry.of_run(run.id).select_related("run", "result_run"),
+        # The alerts this attempt raised (its foreign key's index), newest last.
+        "alerts": run.alert_deliveries.order_by("created_at")[:20],
     }
 
 

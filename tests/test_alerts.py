@@ -512,3 +512,16 @@ def test_a_burst_beyond_one_take_is_held_back_in_one_pass(db, configure, receive
     assert alert_delivery.deliver_due() == 1
     assert AlertDelivery.objects.filter(status="suppressed").count() == 44
     assert AlertDelivery.objects.get(kind="summary").payload["count"] == 44
+
+
+def test_a_run_page_lists_the_alerts_its_attempt_raised(db, configure, receiver, alice_client):
+    configure({"name": "ops", "webhook": receiver.url})
+    last = fail_a_chain()
+    alert_delivery.deliver_due()
+
+    page = alice_client.get(f"/runs/{last.id}/").content.decode()
+    assert "<h2>Alerts</h2>" in page
+    assert 'failed alert to <a href="/alerts/?channel=ops">ops</a>' in page
+    assert "HTTP 200" in page
+    first = Run.objects.get(function="tests.handlers.always_fails", attempt=1)
+    assert "<h2>Alerts</h2>" not in alice_client.get(f"/runs/{first.id}/").content.decode()

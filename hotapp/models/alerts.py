@@ -33,6 +33,16 @@ class DeliveryStatus(models.TextChoices):
 UNDELIVERED_STATUSES = frozenset({DeliveryStatus.PENDING, DeliveryStatus.SENDING})
 
 
+# Each delivery status shown with the run badge of the same meaning.
+DELIVERY_BADGES = {
+    DeliveryStatus.PENDING: "status-pending_retry",
+    DeliveryStatus.SENDING: "status-running",
+    DeliveryStatus.SENT: "status-succeeded",
+    DeliveryStatus.FAILED: "status-failed",
+    DeliveryStatus.SUPPRESSED: "status-cancelled",
+}
+
+
 class AlertDelivery(models.Model):
     """One alert to one channel: the outbox row and, once handled, its log entry."""
 
@@ -95,6 +105,11 @@ class AlertDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} alert to {self.channel} ({self.status})"
+
+    @property
+    def badge(self) -> str:
+        """The CSS class of the run status badge of the same meaning (the pages)."""
+        return DELIVERY_BADGES.get(self.status, "")
 
     @property
     def is_undelivered(self) -> bool:
