@@ -172,6 +172,10 @@ def event_list(request: HttpRequest) -> HttpResponse:
     return render(request, "hotapp/events.html", context)
 
 
+# A delayed event's runs wait for its time, or for a debounced handler's quiet period after it.
+HELD_FOR_DELIVERY = ("delay", "debounce")
+
+
 @viewer_required
 def event_detail(request: HttpRequest, event_id) -> HttpResponse:
     event = get_object_or_404(Event.objects.select_related("source_run"), id=event_id)
@@ -183,10 +187,12 @@ def event_detail(request: HttpRequest, event_id) -> HttpResponse:
             "event": event,
             "runs": runs,
             "graph": stream_graph(event.stream_id, event.id),
-            "is_held": any(r.status == "queued" and r.wait_reason == "delay" for r in runs),
+            "is_held": any(
+                r.status == "queued" and r.wait_reason in HELD_FOR_DELIVERY for r in runs
+            ),
             # Cancelled while held: the hold's reason stays on the run.
             "is_delivery_cancelled": any(
-                r.status == "cancelled" and r.wait_reason == "delay" for r in runs
+                r.status == "cancelled" and r.wait_reason in HELD_FOR_DELIVERY for r in runs
             ),
             "can_operate": request.user.has_perm("hotapp.operate_run"),
         },

@@ -150,9 +150,10 @@ def cancel_unrecorded(run_id: uuid.UUID) -> str:
 
 
 def cancel_event(event_id: str | uuid.UUID, actor: Actor | None = None) -> int:
-    """Cancel a delayed event before it is due: its runs still held for delivery are
-    cancelled (each with its own audit entry); returns how many. A run already released
-    (due, or started) is not touched: cancel it with cancel_run."""
+    """Cancel a delayed event before it is due: its runs still held for delivery (for its
+    delay, or for a debounced handler's quiet period, which starts when the event is due) are
+    cancelled, each with its own audit entry; returns how many. A run already released (due,
+    or started) is not touched: cancel it with cancel_run."""
     try:
         event_id = event_id if isinstance(event_id, uuid.UUID) else uuid.UUID(str(event_id))
     except ValueError:
@@ -165,7 +166,9 @@ def cancel_event(event_id: str | uuid.UUID, actor: Actor | None = None) -> int:
         # there before (they are no longer held, and are left alone) or waits for this
         # transaction and then finds them cancelled (its UPDATE checks the status again).
         held = Run.objects.filter(
-            event_id=event_id, status=RunStatus.QUEUED, wait_reason=WaitReason.DELAY
+            event_id=event_id,
+            status=RunStatus.QUEUED,
+            wait_reason__in=[WaitReason.DELAY, WaitReason.DEBOUNCE],
         )
         ids = list(held.select_for_update().values_list("id", flat=True))
         transition(

@@ -185,3 +185,12 @@ def test_the_cli_refuses_a_time_without_iso_form():
 
     with pytest.raises(CommandError, match="not an ISO 8601 time"):
         call_command("hot", "send", "test:downstream", "{}", "--at", "tomorrow")
+
+
+def test_cancel_event_also_cancels_a_debounced_run_held_past_the_delay():
+    event_id = send("flow:debounced", {"key": "k"}, delay=60)
+    run = Run.objects.get(event_id=event_id)
+    assert run.wait_reason == WaitReason.DEBOUNCE  # its quiet period starts when it is due
+
+    assert cancel_event(event_id) == 1
+    assert Run.objects.get(id=run.id).status == RunStatus.CANCELLED
