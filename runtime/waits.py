@@ -41,6 +41,7 @@ from runtime.events import persist_events
 from runtime.exceptions import Cancelled, Suspended
 from runtime.live import runs_changed
 from runtime.payloads import check_json, validate_event_type
+from runtime.transitions import transition
 
 if TYPE_CHECKING:
     from runtime.tasks import TaskContext
@@ -400,8 +401,13 @@ def _resolve_and_release(wait: TaskWait, event_id: uuid.UUID, now: datetime) -> 
                 task_id=wait.task_id, status=RunStatus.QUEUED, wait_reason=WaitReason.EVENT
             ).values_list("id", "trigger")
         )
-        Run.objects.filter(id__in=[run_id for run_id, _ in held]).update(
-            available_at=None, wait_reason="", queued_at=now, updated_at=now
+        # The status again in the UPDATE: a run cancelled since the read stays as it is.
+        transition(
+            Run.objects.filter(id__in=[run_id for run_id, _ in held], status=RunStatus.QUEUED),
+            now=now,
+            available_at=None,
+            wait_reason="",
+            queued_at=now,
         )
         transaction.on_commit(lambda: dispatch.enqueue_by_queue(held))
     return True

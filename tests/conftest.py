@@ -93,6 +93,16 @@ def thread_worker():
 
 
 @pytest.fixture
+def receiver():
+    """A real HTTP server on this machine that records the webhook posts it gets."""
+    from tests.alert_receivers import WebhookReceiver
+
+    server = WebhookReceiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture
 def celery_worker(transactional_db, redis_client):
     with thread_worker() as worker:
         yield worker

@@ -13,7 +13,6 @@ from django.utils import timezone
 from hotapp.models import AlertDelivery
 from runtime import alert_delivery, cancel_run
 from tests import test_browser
-from tests.alert_receivers import WebhookReceiver
 from tests.conftest import wait_for
 from tests.test_browser import live_dot_is_on, shot
 
@@ -138,13 +137,6 @@ def test_the_page_says_how_to_configure_a_channel_when_there_is_none(alice_clien
 
 # In a real browser: Daphne in a process of its own (its channels from HOT_ALERT_CHANNELS), a
 # Celery worker in this process (the same channels in its settings), a real webhook receiver.
-
-
-@pytest.fixture
-def receiver():
-    server = WebhookReceiver()
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -18,17 +18,10 @@ from django.utils import timezone
 from hotapp.apps import check_alert_channels
 from hotapp.models import AlertDelivery, Run, RunStatus
 from runtime import alert_delivery, alerts, bulk, cancel_run, executor, retry_run, send, sweeper
-from tests.alert_receivers import SmtpReceiver, WebhookReceiver, free_port
+from tests.alert_receivers import SmtpReceiver, free_port
 from tests.conftest import ROOT, drain, wait_for
 
 pytestmark = pytest.mark.services
-
-
-@pytest.fixture
-def receiver():
-    server = WebhookReceiver()
-    yield server
-    server.close()
 
 
 @pytest.fixture
